@@ -1,0 +1,155 @@
+"""Forward+backward speed of every registered layer, as ratios to BN and GN measured in this run.
+
+Two measurements:
+  1. each layer alone at the four ResNet-18 (CIFAR stem) activation shapes;
+  2. one full ResNet-18 training step (forward, backward, SGD update) with each layer.
+
+Usage:
+  python benchmarks/norm_speed.py                      # CPU, batch 32
+  python benchmarks/norm_speed.py --device cuda --batch 128 --channels-last --bf16
+Absolute times are printed for context only; compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+from robustbench_norm.norms import available, convert_norms, make_norm
+
+RESNET18_SHAPES = [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)]
+SKIP = {"none"}
+
+
+def timed_round_robin(
+    steps: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int = 2
+) -> dict[str, float]:
+    """Median wall time (ms) of each step, timed in interleaved rounds.
+
+    Interleaving puts every layer under the same machine conditions (frequency, other load,
+    allocator state), so the ratios stay meaningful on a noisy shared machine.
+    """
+    for _ in range(warmup):
+        for fn in steps.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def options_for(name: str) -> dict:
+    return {"groups": 32} if name in {"gn", "gnplus", "bgn", "cn", "evonorm_s0"} else {}
+
+
+def layer_step(name: str, batch: int, args, device) -> Callable[[], None]:
+    layers, inputs, grads = [], [], []
+    for c, h, w in RESNET18_SHAPES:
+        layer = make_norm(name, c, **options_for(name)).to(device)
+        x = torch.randn(batch, c, h, w, device=device, dtype=args.dtype)
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        layers.append(layer)
+        inputs.append(x.requires_grad_())
+        grads.append(torch.randn_like(x))
+
+    def step() -> None:
+        for layer, x, g in zip(layers, inputs, grads, strict=True):
+            layer(x).backward(g)
+
+    return step
+
+
+def cifar_resnet18(name: str) -> nn.Module:
+    model = torchvision.models.resnet18(num_classes=10)
+    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    return convert_norms(model, name, **options_for(name))
+
+
+def model_step(name: str, batch: int, args, device) -> Callable[[], None]:
+    model = cifar_resnet18(name).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with amp:
+            loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def report(title: str, times: dict[str, float]) -> None:
+    bn, gn = times["bn"], times["gn"]
+    print(f"\n{title}")
+    print(f"{'layer':<12}{'ms':>10}{'÷ BN':>8}{'÷ GN':>8}")
+    for name, ms in sorted(times.items(), key=lambda kv: kv[1]):
+        print(f"{name:<12}{ms:>10.2f}{ms / bn:>8.2f}{ms / gn:>8.2f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--batch", type=int, default=None, help="default: 32 on CPU, 128 on CUDA")
+    p.add_argument("--repeats", type=int, default=None, help="timed repetitions (median reported)")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the model step")
+    p.add_argument("--float64", action="store_true", help="layers alone in float64")
+    p.add_argument("--norms", nargs="*", default=None, help="subset of layers (BN, GN always run)")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    batch = args.batch or (128 if device.type == "cuda" else 32)
+    repeats = args.repeats or (50 if device.type == "cuda" else 20)
+    args.dtype = torch.float64 if args.float64 else torch.float32
+    names = [n for n in (args.norms or available()) if n not in SKIP]
+    names = ["bn", "gn"] + [n for n in names if n not in ("bn", "gn")]
+
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
+    print(
+        f"torch {torch.__version__} on {device.type} ({where}), {torch.get_num_threads()} threads, "
+        f"batch {batch}, channels_last={args.channels_last}, bf16={args.bf16}, median of {repeats}"
+    )
+    torch.manual_seed(0)
+    report(
+        "layers alone, forward+backward over the four ResNet-18 shapes",
+        timed_round_robin({n: layer_step(n, batch, args, device) for n in names}, device, repeats),
+    )
+    report(
+        "ResNet-18 (CIFAR stem) training step",
+        timed_round_robin(
+            {n: model_step(n, batch, args, device) for n in names}, device, max(3, repeats // 2)
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()

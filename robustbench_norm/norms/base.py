@@ -1,0 +1,117 @@
+"""Shared plumbing for the layers built on per-(n, c) moments (GN+, CN, BGN).
+
+A subclass says two things: which statistics its batch branch tracks (``_tracked_moments``) and
+how the per-(n, c) moments become the output's scale and shift (``_coefficients``). Running
+statistics, the training-batch check, the fused/autograd switch and the parameter layout
+(``weight``, ``bias``, ``running_mean``, ``running_var``, ``num_batches_tracked``, as in
+BatchNorm2d) live here once.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from robustbench_norm.norms.checks import check_input, check_num_channels
+from robustbench_norm.norms.moments import (
+    batch_moments,
+    check_trainable_batch,
+    moment_affine,
+    normalizer,
+    update_running_stats,
+)
+
+
+class MomentNorm(nn.Module):
+    """Base class: ``y = a(moments)·x + b(moments)`` with BatchNorm-style running statistics."""
+
+    #: registry name, used in error messages
+    layer = "moment_norm"
+
+    def __init__(
+        self,
+        num_channels: int,
+        *,
+        eps: float,
+        momentum: float | None,
+        impl: str,
+        stats_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_num_channels(num_channels, self.layer)
+        self.num_channels = num_channels
+        self.eps = eps
+        self.momentum = momentum
+        self.impl = impl
+        size = num_channels if stats_size is None else stats_size
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.register_buffer("running_mean", torch.zeros(size))
+        self.register_buffer("running_var", torch.ones(size))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    # -- what a subclass defines ------------------------------------------------------------
+    def _tracked_moments(self, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-(n, c) moments of the tensor whose batch statistics the layer tracks."""
+        return mean, var
+
+    def _batch_statistics(self, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+        """Batch mean and biased variance of the tracked tensor, shaped like the buffers."""
+        return batch_moments(mean, var)
+
+    def _values_per_statistic(self, x: Tensor) -> int:
+        return x.shape[0] * x.shape[2] * x.shape[3]
+
+    def _extra_params(self) -> tuple[Tensor, ...]:
+        return ()
+
+    def _coefficients(
+        self,
+        mean: Tensor,
+        var: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        *extra: Tensor,
+        training: bool,
+    ) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    # -- shared machinery -------------------------------------------------------------------
+    def _batch_normalizer(self, mean: Tensor, var: Tensor, training: bool) -> tuple[Tensor, Tensor]:
+        """(scale, shift) of the batch branch: batch statistics in training, running in eval."""
+        if training:
+            mu, sigma2 = self._batch_statistics(mean, var)
+        else:
+            mu = self.running_mean.to(mean.dtype)
+            sigma2 = self.running_var.to(mean.dtype)
+        return normalizer(mu, sigma2, self.eps)
+
+    def _observe(self, count: int, mean: Tensor, var: Tensor) -> None:
+        self.num_batches_tracked.add_(1)
+        momentum = self.momentum
+        if momentum is None:  # cumulative moving average, as BatchNorm2d(momentum=None)
+            momentum = 1.0 / float(self.num_batches_tracked)
+        mu, sigma2 = self._batch_statistics(*self._tracked_moments(mean, var))
+        update_running_stats(self.running_mean, self.running_var, mu, sigma2, count, momentum)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self.num_channels, self.layer)
+        observe = None
+        if self.training:
+            count = self._values_per_statistic(x)
+            check_trainable_batch(x, count)
+            observe = partial(self._observe, count)
+        return moment_affine(
+            x,
+            partial(self._coefficients, training=self.training),
+            self.weight,
+            self.bias,
+            *self._extra_params(),
+            impl=self.impl,
+            observe=observe,
+        )
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}, momentum={self.momentum}, impl={self.impl!r}"
