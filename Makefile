@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(VENV)/bin/robustbench-norm demo
+	$(VENV)/bin/robustbench-norm train --norm bn gn gnplus --norm-option groups=auto --epochs 2
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -20,10 +21,69 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from robustbench_norm.demo import run_layer_demo
+def _option(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as JSON when it parses (4, 0.5, true, "auto"), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
-    run_layer_demo()
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from robustbench_norm.data import load_split
+    from robustbench_norm.norms import options_for
+    from robustbench_norm.train import TrainSpec, accuracy, load_trained, resolve_device, train
+
+    test = load_split(args.dataset, "test", data_root=args.data_root, download=args.download)
+    device = resolve_device(args.device)
+    per_norm = options_for(args.norm, dict(args.norm_option))
+    rows = []
+    for norm in args.norm:
+        spec = TrainSpec(
+            model=args.model,
+            norm=norm,
+            norm_options=per_norm[norm],
+            width=args.width,
+            dataset=args.dataset,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            steps=args.steps,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            lr_scaling=args.lr_scaling,
+            schedule=args.schedule,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            augment=not args.no_augment,
+            dropout=args.dropout,
+            mixup_alpha=args.mixup,
+            perturbation={"mode": args.perturbation},
+            stability={"every": args.stability_every},
+            precision=args.precision,
+            channels_last=args.channels_last,
+        )
+        result = train(
+            spec,
+            args.workdir,
+            device=device,
+            data_root=args.data_root,
+            download=args.download,
+            quiet=args.quiet,
+        )
+        model, _ = load_trained(result.checkpoint, device)
+        acc = accuracy(model, test, device=str(device)) if result.status == "done" else None
+        rows.append((norm, result, acc))
+        if not args.quiet:
+            print(f"{norm}: {result.status} after {result.steps} steps", file=sys.stderr)
+    print(f"{'norm':<12}{'status':<10}{'steps':>6}{'last loss':>11}{'test acc':>10}{'seconds':>9}")
+    for norm, r, acc in rows:
+        loss = r.log["loss"][-1] if r.log.get("loss") else float("nan")
+        shown = f"{acc:.4f}" if acc is not None else "—"
+        print(f"{norm:<12}{r.status:<10}{r.steps:>6}{loss:>11.4f}{shown:>10}{r.wall_seconds:>9.1f}")
+    print(f"checkpoints under {args.workdir}/checkpoints/ ({len(test)} test images)")
     return EXIT_OK
 
 
@@ -48,14 +108,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser(
-        "demo",
-        help="run every layer once and check its defining properties",
-        description="Run every registered layer on a random batch and report measured "
-        "properties (output moments, eval-mode batch independence, GN+ λ).\n\n"
-        "example:\n  robustbench-norm demo",
+        "train",
+        help="train one model per norm and print test accuracy",
+        description="Train one spec per --norm (cached by spec: a finished one is reused, an "
+        "interrupted one resumes) and print clean test accuracy.\n\nexamples:\n"
+        "  robustbench-norm train --norm bn gn gnplus --norm-option groups=auto\n"
+        "  robustbench-norm train --model vgg11 --norm gnplus --norm-option variant=gn_first "
+        "--batch-size 16 --lr-scaling linear --epochs 3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.set_defaults(func=_cmd_demo)
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--norm", nargs="+", default=["bn"], help="one or more registry names")
+    p.add_argument(
+        "--norm-option",
+        type=_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="layer option, e.g. groups=auto (repeatable; applies to each --norm that "
+        "accepts it, and must fit at least one)",
+    )
+    p.add_argument("--width", type=int, default=None, help="first-stage channels")
+    p.add_argument("--dataset", default="fashion-mnist-mini")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--steps", type=int, default=None, help="total steps (overrides --epochs)")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--lr-scaling", default="none", choices=["none", "linear"])
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"])
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
+    p.add_argument(
+        "--perturbation", default="none", choices=["none", "time_varying", "shared_shift"]
+    )
+    p.add_argument(
+        "--stability-every", type=int, default=0, help="Santurkar measures every N steps"
+    )
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--workdir", default="results", help="where checkpoints go (default results/)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--download", action="store_true", help="allow a dataset download")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -9,9 +9,11 @@ from robustbench_norm.norms.registry import (
     available,
     convert_norms,
     describe,
+    is_norm_layer,
     make_norm,
     norm_name,
     norm_options,
+    options_for,
     register_norm,
 )
 from robustbench_norm.norms.standard import BatchNorm, GroupNorm
@@ -27,8 +29,10 @@ __all__ = [
     "available",
     "convert_norms",
     "describe",
+    "is_norm_layer",
     "make_norm",
     "norm_name",
     "norm_options",
+    "options_for",
     "register_norm",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -97,6 +98,23 @@ def norm_options(name: str) -> list[str] | None:
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+def options_for(names: list[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Split one option set across several layers: each gets the options it accepts.
+
+    Lets ``--norm bn gn gnplus --norm-option groups=auto`` mean "groups for those that have
+    groups"; an option that none of ``names`` accepts is still an error.
+    """
+    accepted = {n: norm_options(n) for n in names}
+    unused = [k for k in options if all(a is not None and k not in a for a in accepted.values())]
+    if unused:
+        raise RobustBenchError(
+            f"no selected norm ({', '.join(names)}) has option {', '.join(map(repr, unused))}"
+        )
+    return {
+        n: {k: v for k, v in options.items() if a is None or k in a} for n, a in accepted.items()
+    }
+
+
 def make_norm(name: str, num_channels: int, **options) -> nn.Module:
     """Build the layer registered as ``name`` for ``num_channels`` channels."""
     entry = _entry(name)
@@ -133,6 +151,11 @@ def _channels_of(module: nn.Module) -> int | None:
     return None
 
 
+def is_norm_layer(module: nn.Module) -> bool:
+    """True for BatchNorm2d, GroupNorm, InstanceNorm2d and anything made by :func:`make_norm`."""
+    return _channels_of(module) is not None
+
+
 def convert_norms(model: nn.Module, name: str, **options) -> nn.Module:
     """Replace every 2-D norm layer in ``model`` by the registered layer ``name``.
 
@@ -163,11 +186,11 @@ def convert_norms(model: nn.Module, name: str, **options) -> nn.Module:
                     dst.copy_(src)
         return new.train(old.training)
 
-    if _channels_of(model) is not None:
+    if is_norm_layer(model):
         return replacement(model)
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
-            if _channels_of(child) is not None:
+            if is_norm_layer(child):
                 setattr(parent, child_name, replacement(child))
     return model
 

@@ -1,0 +1,65 @@
+"""Identity of a unit of work: the hash of its spec plus the code version of what it uses.
+
+Same spec and same code → same key → a finished result is reused, never recomputed. Changing
+any source file a job depends on (a layer, the model, the training loop) changes the key, so a
+cached number can never outlive the code that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import robustbench_norm
+
+PACKAGE_DIR = Path(robustbench_norm.__file__).resolve().parent
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, tuples as lists, floats via repr."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@cache
+def code_version(*parts: str) -> str:
+    """sha256 over the source of the named package parts (files or folders under the package).
+
+    ``code_version("norms", "models.py")`` changes whenever any ``.py`` file in ``norms/`` or
+    ``models.py`` changes; package data listed (e.g. ``"embedded"``) is hashed too.
+    """
+    h = hashlib.sha256()
+    for part in sorted(parts):
+        path = PACKAGE_DIR / part
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            if f.suffix == ".pyc" or "__pycache__" in f.parts:
+                continue
+            h.update(str(f.relative_to(PACKAGE_DIR)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def spec_key(spec: Any, code: str) -> str:
+    """The 16-hex-digit identity of a spec run with code version ``code``."""
+    payload = canonical_json({"spec": spec, "code": code})
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def embedded_file(name: str) -> Path:
+    with resources.as_file(resources.files("robustbench_norm") / "embedded" / name) as p:
+        return Path(p)

@@ -1,0 +1,549 @@
+"""Training: a frozen spec in, a checkpoint and a compact training log out.
+
+A run is a pure function of its :class:`TrainSpec`. Every random source (data order,
+augmentation, mixup, dropout, activation noise, init) comes from the spec's seed, so on CPU the
+same spec gives bit-identical weights. The checkpoint is named by the spec's key (spec + code
+version): a finished spec is reused, and an interrupted one resumes from its last epoch with the
+same result as an uninterrupted run. A non-finite loss ends the run as ``diverged`` at that
+step: a result to report, not a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustbench_norm.activation_noise import ActivationNoise, attach_activation_noise
+from robustbench_norm.analysis import StabilitySpec, model_stability
+from robustbench_norm.data import Split, dataset_info, load_split, to_float_nchw
+from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.models import MODELS, build_model
+from robustbench_norm.norms import GNPlus, available, is_norm_layer, make_norm
+from robustbench_norm.specs import code_version, spec_key
+
+#: the source a training result depends on (its cache key changes with any of these files)
+TRAIN_CODE = (
+    "norms",
+    "models.py",
+    "data.py",
+    "embedded",
+    "train.py",
+    "activation_noise.py",
+    "analysis.py",
+)
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "step", "constant")
+PRECISIONS = ("fp32", "bf16")
+#: linear lr scaling: lr × batch_size / REFERENCE_BATCH (Goyal et al. 2017)
+REFERENCE_BATCH = 128
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything that determines a trained model. Equal specs give equal models."""
+
+    model: str = "resnet20"
+    norm: str = "bn"
+    norm_options: tuple[tuple[str, Any], ...] = ()
+    width: int | None = None
+    dataset: str = "fashion-mnist-mini"
+    batch_size: int = 128
+    epochs: int = 1
+    #: total optimizer steps; when set it overrides ``epochs``
+    steps: int | None = None
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    #: "linear": lr × batch_size / 128
+    lr_scaling: str = "none"
+    schedule: str = "cosine"
+    weight_decay: float = 5e-4
+    #: no weight decay on norm parameters (γ, β, GN+'s θ): decay on θ would pull λ to 0.5
+    exempt_norm_from_decay: bool = True
+    seed: int = 0
+    augment: bool = True
+    dropout: float = 0.0
+    mixup_alpha: float = 0.0
+    perturbation: ActivationNoise = field(default_factory=ActivationNoise)
+    stability: StabilitySpec = field(default_factory=StabilitySpec)
+    precision: str = "fp32"
+    channels_last: bool = False
+    #: keep a log row every ``log_every`` steps
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if isinstance(self.norm_options, dict):
+            object.__setattr__(self, "norm_options", tuple(sorted(self.norm_options.items())))
+        if isinstance(self.perturbation, dict):
+            object.__setattr__(self, "perturbation", ActivationNoise(**self.perturbation))
+        if isinstance(self.stability, dict):
+            stab = dict(self.stability)
+            if "etas" in stab:
+                stab["etas"] = tuple(stab["etas"])
+            object.__setattr__(self, "stability", StabilitySpec(**stab))
+        checks = [
+            (self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, "schedule", f"one of {', '.join(SCHEDULES)}"),
+            (self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
+            (self.lr_scaling in ("none", "linear"), "lr_scaling", "'none' or 'linear'"),
+            (self.batch_size >= 1, "batch_size", "a positive integer"),
+            (self.epochs >= 1, "epochs", "a positive integer"),
+            (self.steps is None or self.steps >= 1, "steps", "a positive integer or unset"),
+            (self.lr > 0, "lr", "positive"),
+            (self.weight_decay >= 0, "weight_decay", ">= 0"),
+            (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
+            (self.mixup_alpha >= 0, "mixup_alpha", ">= 0 (0 = off)"),
+            (self.log_every >= 1, "log_every", "a positive integer"),
+        ]
+        for ok, name, allowed in checks:
+            if not ok:
+                raise RobustBenchError(f"train.{name}={getattr(self, name)!r} must be {allowed}")
+        # names fail here, before any data is loaded (each raises naming the valid choices)
+        dataset_info(self.dataset)
+        if self.model not in MODELS:
+            build_model(self.model, self.norm, 1, 1)
+        if self.norm not in available():
+            make_norm(self.norm, 1)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.norm_options)
+
+    @property
+    def effective_lr(self) -> float:
+        scale = self.batch_size / REFERENCE_BATCH if self.lr_scaling == "linear" else 1.0
+        return self.lr * scale
+
+    @property
+    def key(self) -> str:
+        return spec_key(self, code_version(*TRAIN_CODE))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["norm_options"] = dict(self.norm_options)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainSpec:
+        return cls(**d)
+
+    def build_model(self) -> nn.Module:
+        info = dataset_info(self.dataset)
+        return build_model(
+            self.model,
+            self.norm,
+            num_classes=info.num_classes,
+            in_channels=info.in_channels,
+            width=self.width,
+            dropout=self.dropout,
+            mean=info.mean,
+            std=info.std,
+            **self.options,
+        )
+
+
+@dataclass
+class TrainResult:
+    spec: TrainSpec
+    checkpoint: Path
+    #: "done", "diverged", or "interrupted" (stopped early on request; resumable)
+    status: str
+    steps: int
+    diverged_step: int | None
+    #: columnar log: {"step": [...], "loss": [...], ...}
+    log: dict[str, list]
+    #: one row per measured step (empty unless ``spec.stability.every`` > 0)
+    stability: list[dict[str, float]]
+    wall_seconds: float
+    #: True when an existing finished checkpoint was reused
+    cached: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# -- small pieces ----------------------------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    """Data order and augmentation of one epoch: a function of (seed, epoch) only, so a run
+    resumed at an epoch boundary sees exactly the batches an uninterrupted run would."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+
+
+def augment_batch(x: Tensor, flip: bool, gen: torch.Generator, pad: int = 4) -> Tensor:
+    """Random crop with zero padding ``pad`` and (optionally) horizontal flip, per sample."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chan = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    out = padded[batch, chan, rows, cols]
+    if flip:
+        mask = torch.rand(n, generator=gen, device=x.device) < 0.5
+        out = torch.where(mask[:, None, None, None], out.flip(3), out)
+    return out
+
+
+def mixup_loss(logits: Tensor, y_a: Tensor, y_b: Tensor, lam: float) -> Tensor:
+    """Zhang et al. (2018): the soft-target cross entropy λ·CE(y_a) + (1 − λ)·CE(y_b)."""
+    return lam * F.cross_entropy(logits, y_a) + (1 - lam) * F.cross_entropy(logits, y_b)
+
+
+def batches(
+    images: Tensor, labels: Tensor, batch_size: int, gen: torch.Generator
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Shuffled full batches of one epoch (the ragged tail is dropped: batch size is a variable
+    under study, so every step sees exactly ``batch_size`` samples)."""
+    order = torch.randperm(len(labels), generator=gen, device=gen.device)
+    for i in range(len(labels) // batch_size):
+        idx = order[i * batch_size : (i + 1) * batch_size]
+        yield images[idx], labels[idx]
+
+
+def param_groups(model: nn.Module, weight_decay: float, exempt_norm: bool) -> list[dict]:
+    norm_params = set()
+    if exempt_norm:
+        for m in model.modules():
+            if is_norm_layer(m):
+                norm_params.update(id(p) for p in m.parameters())
+    decay = [p for p in model.parameters() if id(p) not in norm_params]
+    no_decay = [p for p in model.parameters() if id(p) in norm_params]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def make_optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(model, spec.weight_decay, spec.exempt_norm_from_decay)
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=spec.effective_lr, momentum=spec.momentum)
+    return torch.optim.Adam(groups, lr=spec.effective_lr)
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / total))
+    if schedule == "step":  # ×0.1 at 50 % and 75 % of training
+        return 0.1 ** ((step >= total // 2) + (step >= (3 * total) // 4))
+    return 1.0
+
+
+def gnplus_lambdas(model: nn.Module) -> list[float]:
+    """Mean λ of every GN+ layer, in module order."""
+    return [float(m.mixing_weight.mean()) for m in model.modules() if isinstance(m, GNPlus)]
+
+
+def classifier_weight(model: nn.Module) -> Tensor | None:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].weight if linears else None
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# -- the loop ------------------------------------------------------------------------------
+
+
+def checkpoint_dir(spec: TrainSpec, workdir: str | Path) -> Path:
+    return Path(workdir) / "checkpoints" / spec.key
+
+
+def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Model (eval mode) and payload of a finished checkpoint written by :func:`train`."""
+    path = Path(path)
+    if not path.exists():
+        raise RobustBenchError(f"checkpoint {path} does not exist; train the spec first")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=False)
+        spec = TrainSpec.from_dict(payload["spec"])
+    except Exception as e:
+        raise RobustBenchError(
+            f"checkpoint {path} is not a robustbench-norm checkpoint or is damaged ({e}); "
+            "delete it and train again"
+        ) from e
+    model = spec.build_model().to(device)
+    model.load_state_dict(payload["model"])
+    return model.eval(), payload
+
+
+def train(
+    spec: TrainSpec,
+    workdir: str | Path,
+    *,
+    device: str | torch.device = "auto",
+    data_root: str | Path | None = None,
+    download: bool = False,
+    quiet: bool = False,
+    stop_after_epoch: int | None = None,
+) -> TrainResult:
+    """Train ``spec`` under ``workdir/checkpoints/<key>/`` and return the result.
+
+    A finished checkpoint is returned as is (``cached=True``); a ``last.pt`` left by an
+    interrupted run is resumed. ``stop_after_epoch`` ends the call after that many epochs with
+    status "interrupted" (for chunked runs and for testing resume).
+    """
+    out = checkpoint_dir(spec, workdir)
+    final, last = out / "final.pt", out / "last.pt"
+    if final.exists():
+        payload = torch.load(final, map_location="cpu", weights_only=False)
+        return _result(spec, final, payload, cached=True)
+
+    # cuBLAS is deterministic only with a fixed workspace; must be set before CUDA starts
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    dev = resolve_device(device)
+    info = dataset_info(spec.dataset)
+    train_split = load_split(spec.dataset, "train", data_root=data_root, download=download)
+    if len(train_split) < spec.batch_size:
+        raise RobustBenchError(
+            f"train.batch_size={spec.batch_size} exceeds the {len(train_split)} training images "
+            f"of {spec.dataset!r}"
+        )
+    steps_per_epoch = len(train_split) // spec.batch_size
+    total = spec.steps or spec.epochs * steps_per_epoch
+    epochs = math.ceil(total / steps_per_epoch)
+
+    seed_everything(spec.seed)
+    model = spec.build_model().to(dev)
+    if spec.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(spec, model)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    state = {
+        "epoch": 0,
+        "step": 0,
+        "log": {},
+        "stability": [],
+        "wall": 0.0,
+        "diverged_step": None,
+        "prev_last_grad": None,
+    }
+    if last.exists():
+        ckpt = torch.load(last, map_location=dev, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if dev.type == "cuda" and ckpt.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"], dev)
+        state = ckpt["state"]
+
+    images, labels = _device_tensors(train_split, dev)
+    handles = attach_activation_noise(model, spec.perturbation)
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    progress = _progress(total, state["step"], quiet, f"{spec.model}/{spec.norm}")
+    started = time.perf_counter()
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
+    last_w = classifier_weight(model)
+    try:
+        model.train()
+        for epoch in range(state["epoch"], epochs):
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                break
+            gen = epoch_generator(spec.seed, epoch, dev)
+            mix_rng = np.random.default_rng([spec.seed, epoch])
+            for x_u8, y in batches(images, labels, spec.batch_size, gen):
+                step = state["step"]
+                if step >= total:
+                    break
+                x = x_u8.float().div_(255.0)
+                if spec.augment:
+                    x = augment_batch(x, info.flip, gen)
+                if spec.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                lam, y_b = 1.0, y
+                if spec.mixup_alpha > 0:
+                    lam = float(mix_rng.beta(spec.mixup_alpha, spec.mixup_alpha))
+                    perm = torch.randperm(len(y), generator=gen, device=dev)
+                    x, y_b = lam * x + (1 - lam) * x[perm], y[perm]
+
+                def loss_of(logits, y=y, y_b=y_b, lam=lam):
+                    return mixup_loss(logits.float(), y, y_b, lam)
+
+                if spec.stability.every and step % spec.stability.every == 0:
+                    with amp:
+                        row = model_stability(
+                            model, loss_of, x, spec.stability.etas, seed=spec.seed + step
+                        )
+                    state["stability"].append({"step": step, **row})
+
+                for group, base_lr in zip(opt.param_groups, base_lrs, strict=True):
+                    group["lr"] = base_lr * lr_factor(spec.schedule, step, total)
+                opt.zero_grad(set_to_none=True)
+                with amp:
+                    logits = model(x)
+                loss = loss_of(logits)
+                if not torch.isfinite(loss):
+                    state["diverged_step"] = step
+                    break
+                loss.backward()
+                grad_norm = float(
+                    torch.nn.utils.get_total_norm(
+                        [p.grad for p in model.parameters() if p.grad is not None]
+                    )
+                )
+                if step % spec.log_every == 0 or step == total - 1:
+                    pred = logits.argmax(1)
+                    acc = lam * float((pred == y).float().mean()) + (1 - lam) * float(
+                        (pred == y_b).float().mean()
+                    )
+                    change = None  # no previous gradient yet
+                    if last_w is not None and state["prev_last_grad"] is not None:
+                        change = float((last_w.grad - state["prev_last_grad"]).norm())
+                    _append(
+                        state["log"],
+                        step=step,
+                        epoch=epoch,
+                        loss=float(loss.detach()),
+                        accuracy=acc,
+                        grad_norm=grad_norm,
+                        lr=opt.param_groups[0]["lr"],
+                        last_layer_grad_change=change,
+                        lambdas=gnplus_lambdas(model),
+                    )
+                if last_w is not None:
+                    state["prev_last_grad"] = last_w.grad.detach().clone()
+                opt.step()
+                state["step"] = step + 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+            if state["diverged_step"] is not None or state["step"] >= total:
+                break
+            state["epoch"] = epoch + 1
+            state["wall"] += time.perf_counter() - started
+            started = time.perf_counter()
+            out.mkdir(parents=True, exist_ok=True)
+            _atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "rng_cpu": torch.get_rng_state(),
+                    "rng_cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                    "state": state,
+                    "spec": spec.to_dict(),
+                },
+                last,
+            )
+    finally:
+        progress.close()
+        for h in handles:
+            h.remove()
+        torch.use_deterministic_algorithms(previous_deterministic)
+
+    state["wall"] += time.perf_counter() - started
+    finished = state["diverged_step"] is not None or state["step"] >= total
+    status = "diverged" if state["diverged_step"] is not None else "done"
+    if not finished:
+        return TrainResult(
+            spec, last, "interrupted", state["step"], None, state["log"], state["stability"],
+            state["wall"], meta={"key": spec.key},
+        )  # fmt: skip
+    payload = {
+        "model": model.state_dict(),
+        "spec": spec.to_dict(),
+        "status": status,
+        "steps": state["step"],
+        "diverged_step": state["diverged_step"],
+        "log": state["log"],
+        "stability": state["stability"],
+        "wall_seconds": state["wall"],
+        "meta": _provenance(spec, dev),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_save(payload, final)
+    last.unlink(missing_ok=True)
+    return _result(spec, final, payload, cached=False)
+
+
+def _device_tensors(split: Split, dev: torch.device) -> tuple[Tensor, Tensor]:
+    """uint8 NCHW images and labels on the training device (converted to float per batch)."""
+    images = torch.from_numpy(np.ascontiguousarray(split.images)).permute(0, 3, 1, 2).contiguous()
+    return images.to(dev), torch.from_numpy(split.labels).to(dev)
+
+
+def _append(log: dict[str, list], **row: Any) -> None:
+    for k, v in row.items():
+        log.setdefault(k, []).append(v)
+
+
+def _progress(total: int, initial: int, quiet: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="step",
+        leave=False,
+        disable=quiet or not sys.stderr.isatty(),
+    )
+
+
+def _provenance(spec: TrainSpec, dev: torch.device) -> dict[str, Any]:
+    return {
+        "key": spec.key,
+        "code_version": code_version(*TRAIN_CODE),
+        "seed": spec.seed,
+        "deterministic_algorithms": True,
+        "torch": torch.__version__,
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _result(spec: TrainSpec, path: Path, payload: dict, cached: bool) -> TrainResult:
+    return TrainResult(
+        spec=spec,
+        checkpoint=path,
+        status=payload["status"],
+        steps=payload["steps"],
+        diverged_step=payload["diverged_step"],
+        log=payload["log"],
+        stability=payload["stability"],
+        wall_seconds=payload["wall_seconds"],
+        cached=cached,
+        meta=payload["meta"],
+    )
+
+
+def accuracy(model: nn.Module, split: Split, batch_size: int = 500, device: str = "cpu") -> float:
+    """Clean top-1 accuracy in eval mode."""
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(split), batch_size):
+            x = to_float_nchw(split.images[i : i + batch_size]).to(device)
+            y = torch.from_numpy(split.labels[i : i + batch_size]).to(device)
+            correct += int((model(x).argmax(1) == y).sum())
+    return correct / len(split)
