@@ -87,6 +87,52 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from robustbench_norm.data import load_split
+    from robustbench_norm.evaluate import (
+        CleanSpec,
+        CorruptionSpec,
+        NoiseSequenceSpec,
+        NoiseSpec,
+        evaluate,
+    )
+    from robustbench_norm.perturb.attacks import AttackSpec
+    from robustbench_norm.perturb.corruptions import ALL
+    from robustbench_norm.train import load_trained, resolve_device
+
+    device = resolve_device(args.device)
+    model, payload = load_trained(args.checkpoint, device)
+    dataset = args.dataset or payload["spec"]["dataset"]
+    split = load_split(dataset, "test", data_root=args.data_root, download=args.download)
+    split = split.subset(args.limit)
+    specs = [CleanSpec()]
+    if args.noise is not None:
+        specs.append(NoiseSpec(sigmas=tuple(args.noise)) if args.noise else NoiseSpec())
+    if args.noise_sequence:
+        specs.append(NoiseSequenceSpec())
+    if args.corruptions is not None:
+        names = ALL if args.corruptions in ([], ["all"]) else tuple(args.corruptions)
+        specs.append(CorruptionSpec(names=names, severities=tuple(args.severities),
+                                    corruptions_dir=args.corruptions_dir))  # fmt: skip
+    for name in args.attack:
+        specs.append(AttackSpec(name, epsilons=tuple(args.epsilons or ()), steps=args.steps))
+    print(f"{args.checkpoint}: {payload['spec']['model']}/{payload['spec']['norm']} on "
+          f"{dataset} test ({len(split)} images)")  # fmt: skip
+    warnings = []
+    for spec in specs if len(specs) == 1 else specs[1:]:
+        result = evaluate(model, split, spec, batch_size=args.batch_size, device=device,
+                          cache_dir=args.cache_dir, quiet=args.quiet)  # fmt: skip
+        print(f"\n{result.family}")
+        print(f"  {'name':<18}{'parameter':>11}  {'metric':<26}{'value':>8}")
+        for row in result.metrics:
+            parameter = "" if row["parameter"] is None else f"{row['parameter']:.4g}"
+            print(f"  {row['name']:<18}{parameter:>11}  {row['metric']:<26}{row['value']:>8.4f}")
+        warnings += result.warnings
+    for w in warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robustbench-norm",
@@ -156,6 +202,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="allow a dataset download")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate one checkpoint under noise, corruptions and attacks",
+        description="Evaluate a checkpoint on its dataset's test split (eval mode, per-example "
+        "results, batch-size independent). Clean accuracy is always reported.\n\nexamples:\n"
+        "  robustbench-norm eval results/checkpoints/KEY/final.pt --noise\n"
+        "  robustbench-norm eval CKPT --corruptions fog contrast --severities 1 3 5\n"
+        "  robustbench-norm eval CKPT --attack pgd_linf fgsm --limit 500\n"
+        "  robustbench-norm eval CKPT --attack pgd_l2 --epsilons 0 0.25 0.5 --steps 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a final.pt written by `train` or `run`")
+    p.add_argument("--noise", type=float, nargs="*", default=None, metavar="SIGMA",
+                   help="Gaussian noise at these σ (default 0.02 0.05 0.1 0.2)")  # fmt: skip
+    p.add_argument("--noise-sequence", action="store_true", help="flip probability")
+    p.add_argument("--corruptions", nargs="*", default=None, metavar="NAME",
+                   help="imagecorruptions names, or none/all for all 19")  # fmt: skip
+    p.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--corruptions-dir", default=None, help="precomputed CIFAR-10-C style folder")
+    p.add_argument(
+        "--attack",
+        nargs="+",
+        default=[],
+        choices=["fgsm", "pgd_linf", "pgd_l2", "deepfool_linf", "deepfool_l2", "cw_l2"],
+    )
+    p.add_argument("--epsilons", type=float, nargs="+", default=None)
+    p.add_argument("--steps", type=int, default=None, help="attack steps (attack's default)")
+    p.add_argument("--limit", type=int, default=None, help="first N test images only")
+    p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--cache-dir", default=None, help="corruption cache (default ~/.cache/...)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--download", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 

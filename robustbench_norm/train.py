@@ -14,7 +14,6 @@ import dataclasses
 import math
 import os
 import random
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from robustbench_norm.data import Split, dataset_info, load_split, to_float_nchw
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.models import MODELS, build_model
 from robustbench_norm.norms import GNPlus, available, is_norm_layer, make_norm
+from robustbench_norm.progress import progress_bar
 from robustbench_norm.specs import code_version, spec_key
 
 #: the source a training result depends on (its cache key changes with any of these files)
@@ -361,7 +361,7 @@ def train(
     handles = attach_activation_noise(model, spec.perturbation)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
-    progress = _progress(total, state["step"], quiet, f"{spec.model}/{spec.norm}")
+    progress = progress_bar(total, f"{spec.model}/{spec.norm}", "step", quiet, state["step"])
     started = time.perf_counter()
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
     last_w = classifier_weight(model)
@@ -494,19 +494,6 @@ def _device_tensors(split: Split, dev: torch.device) -> tuple[Tensor, Tensor]:
 def _append(log: dict[str, list], **row: Any) -> None:
     for k, v in row.items():
         log.setdefault(k, []).append(v)
-
-
-def _progress(total: int, initial: int, quiet: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=desc,
-        unit="step",
-        leave=False,
-        disable=quiet or not sys.stderr.isatty(),
-    )
 
 
 def _provenance(spec: TrainSpec, dev: torch.device) -> dict[str, Any]:

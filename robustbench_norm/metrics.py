@@ -1,0 +1,131 @@
+"""Metrics with their definitions written out: accuracy, corruption errors, flip probability,
+confidence intervals and paired tests. Everything takes plain numbers or numpy arrays."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from robustbench_norm.errors import RobustBenchError
+
+
+def accuracy(correct: np.ndarray) -> float:
+    return float(np.mean(correct)) if len(correct) else float("nan")
+
+
+# -- corruption errors (Hendrycks & Dietterich 2019) ------------------------------------------
+
+
+def corruption_errors(
+    errors: Mapping[tuple[str, int], float],
+    reference_errors: Mapping[tuple[str, int], float],
+    clean_error: float,
+    reference_clean_error: float,
+) -> dict[str, dict[str, float]]:
+    """CE_c, relative CE_c and their means against a reference model.
+
+    CE_c = Σ_s E_{s,c} / Σ_s E^ref_{s,c};  relative CE_c = Σ_s (E_{s,c} − E_clean) /
+    Σ_s (E^ref_{s,c} − E^ref_clean);  mCE and relative mCE are the means over corruptions.
+    ``errors`` maps (corruption, severity) → top-1 error. CIFAR has no AlexNet reference, so the
+    reference is a named model of the same suite (by default its BN model).
+    """
+    missing = sorted(set(errors) - set(reference_errors))
+    if missing:
+        raise RobustBenchError(
+            f"the reference model has no result for {missing[:3]}; evaluate the reference on "
+            "the same corruptions and severities"
+        )
+    names = sorted({c for c, _ in errors})
+    ce, rel = {}, {}
+    for c in names:
+        sev = [s for cc, s in errors if cc == c]
+        ours = sum(errors[(c, s)] for s in sev)
+        ref = sum(reference_errors[(c, s)] for s in sev)
+        ce[c] = ours / ref if ref > 0 else float("nan")
+        ref_gap = sum(reference_errors[(c, s)] - reference_clean_error for s in sev)
+        our_gap = sum(errors[(c, s)] - clean_error for s in sev)
+        rel[c] = our_gap / ref_gap if ref_gap != 0 else float("nan")
+    return {
+        "ce": ce,
+        "relative_ce": rel,
+        "mce": {"all": float(np.mean(list(ce.values())))},
+        "relative_mce": {"all": float(np.mean(list(rel.values())))},
+    }
+
+
+# -- flip probability (Hendrycks & Dietterich 2019, ImageNet-P) -------------------------------
+
+
+def flip_probability(predictions: np.ndarray) -> float:
+    """(frames, N) predictions of noise sequences: share of frames 1.. whose prediction differs
+    from frame 0's (for noise sequences each frame is compared with the first)."""
+    if predictions.shape[0] < 2:
+        raise RobustBenchError("flip probability needs at least 2 frames")
+    return float(np.mean(predictions[1:] != predictions[0]))
+
+
+# -- uncertainty ----------------------------------------------------------------------------
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and the half-width of its Student-t confidence interval (nan with one value)."""
+    v = np.asarray([x for x in values if not math.isnan(x)], dtype=np.float64)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    if len(v) == 1:
+        return float(v[0]), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean()), float(half)
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion k/n (an accuracy on n test examples)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+# -- paired tests ---------------------------------------------------------------------------
+
+
+def mcnemar(baseline: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    """Exact McNemar test on per-example correctness of two models on the same examples.
+
+    Only discordant pairs carry information: b = baseline right & candidate wrong, c = the
+    reverse. Under H0 (same accuracy) b ~ Binomial(b + c, 1/2); the p-value is two-sided.
+    """
+    baseline, candidate = np.asarray(baseline, bool), np.asarray(candidate, bool)
+    if baseline.shape != candidate.shape:
+        raise RobustBenchError(
+            f"McNemar needs the same examples: shapes {baseline.shape} vs {candidate.shape}"
+        )
+    b = int(np.sum(baseline & ~candidate))
+    c = int(np.sum(~baseline & candidate))
+    p = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5).pvalue)
+    n = len(baseline)
+    delta = (c - b) / n
+    # Wald interval for the difference of paired proportions
+    var = ((b + c) / n - delta**2) / n
+    half = stats.norm.ppf(0.975) * math.sqrt(max(var, 0.0))
+    return {"delta": delta, "ci_low": delta - half, "ci_high": delta + half, "p_value": p,
+            "baseline_only": b, "candidate_only": c}  # fmt: skip
+
+
+def paired_t(baseline: Sequence[float], candidate: Sequence[float]) -> dict[str, float]:
+    """Paired t-test over seeds (pairs matched by seed): Δ = mean(candidate − baseline)."""
+    d = np.asarray(candidate, float) - np.asarray(baseline, float)
+    if len(d) < 2:
+        raise RobustBenchError("a paired t-test needs at least 2 paired seeds")
+    mean, half = mean_ci(d)
+    if np.allclose(d, d[0]):
+        p = 1.0 if d[0] == 0 else 0.0
+    else:
+        p = float(stats.ttest_rel(candidate, baseline).pvalue)
+    return {"delta": mean, "ci_low": mean - half, "ci_high": mean + half, "p_value": p}

@@ -1,0 +1,171 @@
+"""evaluate(): noise, noise sequences, corruptions and attacks on small trained models."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from robustbench_norm.data import load_split
+from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.evaluate import (
+    CleanSpec,
+    CorruptionSpec,
+    NoiseSequenceSpec,
+    NoiseSpec,
+    corruption_error_table,
+    evaluate,
+)
+from robustbench_norm.perturb.attacks import ATTACKS, AttackSpec, sanity_warnings
+from robustbench_norm.perturb.noise import gaussian_noise_images, noise_sequence_images
+from robustbench_norm.train import TrainSpec, load_trained, train
+
+NORMS = {"bn": {}, "gn": {"groups": 2}, "gnplus": {"groups": 2}}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Small ResNet-20s (width 4), trained for 30 steps: accurate enough to be attacked."""
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for norm, options in NORMS.items():
+        spec = TrainSpec(model="resnet20", width=4, norm=norm, norm_options=options,
+                         steps=30, batch_size=128, lr=0.05)  # fmt: skip
+        out[norm] = train(spec, root, quiet=True).checkpoint
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    return load_split("fashion-mnist-mini", "test").subset(120)
+
+
+# -- noise -----------------------------------------------------------------------------------
+
+
+def test_noise_is_a_function_of_split_sigma_and_seed(test_split):
+    a = gaussian_noise_images(test_split, 0.1, seed=0)
+    assert np.array_equal(a, gaussian_noise_images(test_split, 0.1, seed=0))
+    assert not np.array_equal(a, gaussian_noise_images(test_split, 0.1, seed=1))
+    assert not np.array_equal(a, gaussian_noise_images(test_split, 0.05, seed=0))
+    assert gaussian_noise_images(test_split, 0.0) is test_split.images
+
+
+def test_noise_has_the_requested_sigma_in_pixel_space(test_split):
+    clean = test_split.images.astype(np.float64) / 255
+    noisy = gaussian_noise_images(test_split, 0.05, seed=0).astype(np.float64) / 255
+    mid = (clean > 0.3) & (clean < 0.7)  # away from clipping at 0 and 1
+    assert (noisy - clean)[mid].std() == pytest.approx(0.05, rel=0.03)
+    assert abs((noisy - clean)[mid].mean()) < 0.002
+
+
+def test_noise_at_sigma_zero_is_clean_accuracy(checkpoints, test_split):
+    result = evaluate(checkpoints["bn"], test_split, NoiseSpec(sigmas=(0.0, 0.1)))
+    assert result.metric("gaussian_noise", 0.0, "accuracy") == result.clean_accuracy
+    assert np.array_equal(result.conditions[0].correct, result.clean_correct)
+    # the mean over σ leaves out σ = 0
+    assert result.metric("gaussian_noise", None, "mean_accuracy") == result.conditions[1].accuracy
+
+
+def test_noise_sequence_flip_probability_is_the_share_of_changed_frames(checkpoints, test_split):
+    spec = NoiseSequenceSpec(frames=5, sigma_step=0.1)
+    frames = noise_sequence_images(test_split, 5, 0.1)
+    assert np.array_equal(frames[0], test_split.images)
+    result = evaluate(checkpoints["gn"], test_split, spec)
+    preds = np.stack([result.clean_predictions] + [c.predictions for c in result.conditions])
+    expected = np.mean(preds[1:] != preds[0])
+    assert result.metric("noise_sequence", None, "flip_probability") == pytest.approx(expected)
+
+
+# -- corruptions -----------------------------------------------------------------------------
+
+
+def test_corruption_evaluation_reads_the_cache(checkpoints, test_split, tmp_path):
+    spec = CorruptionSpec(names=("fog", "contrast"), severities=(1, 5))
+    result = evaluate(checkpoints["gnplus"], test_split, spec, cache_dir=tmp_path)
+    assert [(c.name, c.parameter) for c in result.conditions] == [
+        ("fog", 1.0), ("fog", 5.0), ("contrast", 1.0), ("contrast", 5.0)
+    ]  # fmt: skip
+    table = corruption_error_table(result)
+    assert table[("fog", 5)] == pytest.approx(1 - result.conditions[1].accuracy)
+    mean_fog = np.mean([c.accuracy for c in result.conditions[:2]])
+    assert result.metric("fog", None, "mean_accuracy") == pytest.approx(mean_fog)
+    files = sorted(p.name for p in tmp_path.rglob("*.npy"))
+    assert files == ["contrast-s1-seed0.npy", "contrast-s5-seed0.npy", "fog-s1-seed0.npy",
+                     "fog-s5-seed0.npy"]  # fmt: skip
+
+
+# -- attacks ---------------------------------------------------------------------------------
+
+#: few steps: these tests check budgets and bookkeeping, not attack strength
+FAST = {name: {"steps": 5} for name in ("pgd_linf", "pgd_l2", "deepfool_linf", "deepfool_l2")}
+FAST |= {"fgsm": {}, "cw_l2": {"steps": 10, "cw_binary_search_steps": 2}}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_respects_its_budget_and_is_monotone(name, checkpoints, test_split):
+    split = test_split.subset(48)
+    spec = AttackSpec(name, **FAST[name])
+    result = evaluate(checkpoints["bn"], split, spec)
+    assert result.warnings == []  # budgets kept, ε = 0 is clean, raw results monotone
+    robust = [result.metric(name, e, "robust_accuracy") for e in spec.epsilons]
+    assert spec.epsilons[0] == 0.0 and robust[0] == result.clean_accuracy
+    assert all(b <= a for a, b in itertools.pairwise(robust))
+    assert all(r <= result.clean_accuracy for r in robust)
+    for e in spec.epsilons:
+        assert result.metric(name, e, "max_perturbation") <= e * (1 + 1e-4) + 1e-6
+    if name in ("pgd_linf", "pgd_l2", "deepfool_l2"):
+        assert robust[-1] < robust[0]  # the largest budget really hurts
+
+
+def test_sanity_checks_report_planted_violations():
+    spec = AttackSpec("fgsm", epsilons=(0.0, 0.1, 0.2))
+    clean = np.array([True, True, False, True])
+    raw = np.array(
+        [[True, True, False, True], [False, True, False, False], [True, True, False, True]]
+    )
+    sizes = np.array([[0, 0, 0, 0], [0.1, 0.1, 0.1, 0.1], [0.2, 0.2, 0.25, 0.2]])
+    warnings = sanity_warnings(spec, raw, sizes, clean)
+    assert any("exceed ε=0.2" in w for w in warnings)
+    assert any("rises from 0.2500 at ε=0.1 to 0.7500 at ε=0.2" in w for w in warnings)
+    raw[0, 0] = False
+    assert any("at ε=0" in w for w in sanity_warnings(spec, raw, sizes * 0, clean))
+
+
+def test_attack_spec_errors():
+    with pytest.raises(RobustBenchError, match="unknown attack 'pgd'"):
+        AttackSpec("pgd")
+    with pytest.raises(RobustBenchError, match="increasing"):
+        AttackSpec("fgsm", epsilons=(0.1, 0.0))
+    assert AttackSpec("pgd_l2").epsilons == (0.0, 0.1, 0.25, 0.5, 1.0)
+
+
+# -- batch-size independence ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("norm", sorted(NORMS))
+def test_results_do_not_depend_on_the_evaluation_batch_size(norm, checkpoints, test_split):
+    specs = [CleanSpec(), NoiseSpec(sigmas=(0.1,)), AttackSpec("pgd_linf", steps=3, chunk=40)]
+    for spec in specs:
+        one = evaluate(checkpoints[norm], test_split.subset(60), spec, batch_size=1)
+        many = evaluate(checkpoints[norm], test_split.subset(60), spec, batch_size=60)
+        assert np.array_equal(one.clean_predictions, many.clean_predictions)
+        for a, b in zip(one.conditions, many.conditions, strict=True):
+            assert np.array_equal(a.correct, b.correct) and np.array_equal(
+                a.predictions, b.predictions
+            )
+
+
+def test_every_model_sees_the_same_perturbed_inputs(checkpoints, test_split):
+    """Same inputs → a model compared with itself agrees on every example, and two models'
+    noise results differ only through the models (their clean runs fix the order)."""
+    a = evaluate(checkpoints["bn"], test_split, NoiseSpec(sigmas=(0.2,)))
+    model, _ = load_trained(checkpoints["bn"])
+    b = evaluate(model, test_split, NoiseSpec(sigmas=(0.2,)))
+    assert np.array_equal(a.conditions[0].predictions, b.conditions[0].predictions)
+
+
+def test_bad_batch_size_is_named(checkpoints, test_split):
+    with pytest.raises(RobustBenchError, match="batch_size=0"):
+        evaluate(checkpoints["bn"], test_split, CleanSpec(), batch_size=0)
