@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,ray]'
 	# without its deps: they would pull the GUI opencv-python over the headless cv2/
 	$(PY) -m pip install --quiet --no-deps 'imagecorruptions==1.1.2'
 	touch $(STAMP)
@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(VENV)/bin/robustbench-norm train --norm bn gn gnplus --norm-option groups=auto --epochs 2
+	$(VENV)/bin/robustbench-norm run suites/smoke.toml
+	$(VENV)/bin/robustbench-norm report --suite smoke
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q

@@ -1,34 +1,116 @@
 """robustbench_norm: does a normalization layer make image classifiers train more stably and
-resist distortion better than BatchNorm and GroupNorm? The public API, re-exported."""
+resist distortion better than BatchNorm and GroupNorm?
 
-from robustbench_norm.errors import NormInputError, RobustBenchError
-from robustbench_norm.norms import (
-    BatchGroupNorm,
-    BatchNorm,
-    ContinualNorm,
-    EvoNormS0,
-    GNPlus,
-    GroupNorm,
-    available,
-    convert_norms,
-    make_norm,
-    register_norm,
-)
+The public API, re-exported by name. Names are imported on first use, so ``import
+robustbench_norm`` stays light (no foolbox, pandas or matplotlib until they are needed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+#: public name → module that defines it
+_EXPORTS = {
+    "RobustBenchError": "errors",
+    "NormInputError": "errors",
+    "make_norm": "norms",
+    "convert_norms": "norms",
+    "register_norm": "norms",
+    "available": "norms",
+    "BatchNorm": "norms",
+    "GroupNorm": "norms",
+    "GNPlus": "norms",
+    "BatchGroupNorm": "norms",
+    "ContinualNorm": "norms",
+    "EvoNormS0": "norms",
+    "build_model": "models",
+    "load_split": "data",
+    "TrainSpec": "train",
+    "train": "train",
+    "load_trained": "train",
+    "evaluate": "evaluate",
+    "NoiseSpec": "evaluate",
+    "NoiseSequenceSpec": "evaluate",
+    "CorruptionSpec": "evaluate",
+    "AttackSpec": "perturb.attacks",
+    "load_suite": "suite",
+    "run_suite": "execute",
+    "RunSettings": "execute",
+    "Store": "store",
+    "write_report": "report",
+    "compare_runs": "check",
+}
+
 __all__ = [
+    "AttackSpec",
     "BatchGroupNorm",
     "BatchNorm",
     "ContinualNorm",
+    "CorruptionSpec",
     "EvoNormS0",
     "GNPlus",
     "GroupNorm",
+    "NoiseSequenceSpec",
+    "NoiseSpec",
     "NormInputError",
     "RobustBenchError",
+    "RunSettings",
+    "Store",
+    "TrainSpec",
     "__version__",
     "available",
+    "build_model",
+    "compare_runs",
     "convert_norms",
+    "evaluate",
+    "load_split",
+    "load_suite",
+    "load_trained",
     "make_norm",
     "register_norm",
+    "run_suite",
+    "train",
+    "write_report",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"robustbench_norm.{_EXPORTS[name]}")
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'robustbench_norm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from robustbench_norm.check import compare_runs
+    from robustbench_norm.data import load_split
+    from robustbench_norm.errors import NormInputError, RobustBenchError
+    from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec, evaluate
+    from robustbench_norm.execute import RunSettings, run_suite
+    from robustbench_norm.models import build_model
+    from robustbench_norm.norms import (
+        BatchGroupNorm,
+        BatchNorm,
+        ContinualNorm,
+        EvoNormS0,
+        GNPlus,
+        GroupNorm,
+        available,
+        convert_norms,
+        make_norm,
+        register_norm,
+    )
+    from robustbench_norm.perturb.attacks import AttackSpec
+    from robustbench_norm.report import write_report
+    from robustbench_norm.store import Store
+    from robustbench_norm.suite import load_suite
+    from robustbench_norm.train import TrainSpec, load_trained, train

@@ -6,19 +6,174 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from robustbench_norm.errors import RobustBenchError
 
-EXIT_OK, EXIT_USER_ERROR = 0, 2
+#: kept here (not imported from store) so that `--help` does not import torch
+DEFAULT_STORE_PATH = Path("results") / "robustbench.sqlite"
+
+#: exit codes: 0 success; 1 `check` found a regression; 2 a usage error (message, no traceback);
+#: 3 `run` finished but some jobs failed (their errors are in the store and the summary)
+EXIT_OK, EXIT_REGRESSION, EXIT_USER_ERROR, EXIT_JOBS_FAILED = 0, 1, 2, 3
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from robustbench_norm.norms import describe
+    if args.what == "runs":
+        from robustbench_norm.store import Store
 
-    listings = {"norms": describe}
-    for name, text in listings[args.what]().items():
-        print(f"{name:<14}{text}")
+        with Store.open(args.store, create=False) as store:
+            for r in store.runs():
+                print(
+                    f"{r['id']:>4}  {r['suite']:<12}{r['status']:<10}{r['started']}  "
+                    f"{r['finished'] or ''}"
+                )
+        return EXIT_OK
+    for name, text in _listing(args.what).items():
+        print(f"{name:<20}{text}")
     return EXIT_OK
+
+
+def _listing(what: str) -> dict[str, str]:
+    if what == "norms":
+        from robustbench_norm.norms import describe
+
+        return describe()
+    if what == "models":
+        from robustbench_norm.models import MODELS
+
+        return {n: f"{d} (default width {w})" for n, (_, w, d) in sorted(MODELS.items())}
+    if what == "datasets":
+        from robustbench_norm.data import DATASETS
+
+        return {n: info.description for n, (info, _) in sorted(DATASETS.items())}
+    if what == "corruptions":
+        from robustbench_norm.perturb.corruptions import COMMON, VALIDATION
+
+        return {**{n: "common" for n in COMMON}, **{n: "validation" for n in VALIDATION}}
+    from robustbench_norm.perturb.attacks import ATTACKS, DEFAULT_EPSILONS
+
+    return {
+        n: f"L{'∞' if norm == 'linf' else '2'}, {'fixed budget' if fixed else 'minimal'}"
+        f", default ε {[round(e, 4) for e in DEFAULT_EPSILONS[norm]]}"
+        for n, (norm, fixed) in ATTACKS.items()
+    }
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from robustbench_norm.suite import describe_plan, load_suite
+
+    print(describe_plan(load_suite(args.suite)))
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from robustbench_norm.execute import RunSettings, run_suite
+    from robustbench_norm.store import Store
+    from robustbench_norm.suite import load_suite
+
+    suite = load_suite(args.suite)
+    settings = RunSettings(
+        workdir=args.workdir,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        data_root=args.data_root,
+        download=args.download,
+        fresh=args.fresh,
+        quiet=args.quiet,
+    )
+
+    def report(job, outcome) -> None:
+        if not args.quiet:
+            t = job.train
+            print(
+                f"  {t.model}/{job.label}/bs{t.batch_size}/seed{t.seed}/{job.regularizer}: "
+                f"{outcome.status} in {outcome.wall_seconds:.0f}s",
+                file=sys.stderr,
+            )
+
+    with Store.open(args.store) as store:
+        if not args.quiet:
+            print(
+                f"running suite {suite.name!r}: {len(suite.jobs)} jobs into {args.store}",
+                file=sys.stderr,
+            )
+        summary = run_suite(
+            suite,
+            store,
+            settings,
+            executor=args.executor,
+            jobs=args.jobs,
+            ray_address=args.ray_address,
+            ray_cpus=args.ray_cpus,
+            ray_gpus=args.ray_gpus,
+            on_job=report,
+        )
+    print(
+        f"run {summary.run_id} of suite {suite.name!r}: {summary.total} jobs, "
+        f"{summary.reused} reused, {summary.executed} executed, {len(summary.diverged)} "
+        f"diverged, {len(summary.failed)} failed (store {args.store})"
+    )
+    for line in summary.failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    return EXIT_JOBS_FAILED if summary.failed else EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from robustbench_norm.report import write_report
+    from robustbench_norm.store import Store
+
+    with Store.open(args.store, create=False) as store:
+        run_id = store.resolve_run(args.run, args.suite)
+        suite = store.run(run_id)["suite"]
+        out = Path(args.out or Path("leaderboards") / suite)
+        paths = write_report(store, run_id, out)
+        store.export_run(run_id, out / "store.sqlite")
+    print(
+        f"leaderboard of run {run_id} ({suite}) written to {out}/: "
+        + ", ".join(p.name for p in paths)
+        + ", store.sqlite"
+    )
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from robustbench_norm.check import compare_runs, format_table, parse_run_ref
+    from robustbench_norm.store import Store
+    from robustbench_norm.suite import DEFAULT_WATCH, load_suite
+
+    settings = load_suite(args.suite).check if args.suite else None
+    baseline = args.baseline or (settings.baseline if settings else None)
+    if baseline is None:
+        raise RobustBenchError("check: --baseline is required (or a suite with [check].baseline)")
+    watch = tuple(args.metrics or (settings.metrics if settings else DEFAULT_WATCH))
+    alpha = args.alpha if args.alpha is not None else (settings.alpha if settings else 0.05)
+    tolerance = (
+        args.tolerance if args.tolerance is not None else (settings.tolerance if settings else 0.0)
+    )
+    for m in watch:
+        if m.count("/") != 1:
+            raise RobustBenchError(
+                f"check: metric {m!r} must be FAMILY/METRIC, e.g. clean/accuracy"
+            )
+    bpath, bref = parse_run_ref(baseline, args.store)
+    cpath, cref = parse_run_ref(args.candidate, args.store)
+    with Store.open(bpath, create=False) as bstore, Store.open(cpath, create=False) as cstore:
+        brun, crun = bstore.resolve_run(bref), cstore.resolve_run(cref)
+        rows = compare_runs((bstore, brun), (cstore, crun), watch, alpha, tolerance)
+    print(
+        f"baseline {bpath}:{brun}  vs  candidate {cpath}:{crun}  "
+        f"(α = {alpha}, tolerance = {tolerance})"
+    )
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.to_dict() for r in rows], indent=1) + "\n")
+    worse = [r for r in rows if r.verdict == "worse"]
+    print(
+        f"\n{len(rows)} comparisons: {len(worse)} worse, "
+        f"{sum(r.verdict == 'better' for r in rows)} better"
+    )
+    return EXIT_REGRESSION if worse else EXIT_OK
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -112,16 +267,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         specs.append(NoiseSequenceSpec())
     if args.corruptions is not None:
         names = ALL if args.corruptions in ([], ["all"]) else tuple(args.corruptions)
-        specs.append(CorruptionSpec(names=names, severities=tuple(args.severities),
-                                    corruptions_dir=args.corruptions_dir))  # fmt: skip
+        specs.append(
+            CorruptionSpec(
+                names=names, severities=tuple(args.severities), corruptions_dir=args.corruptions_dir
+            )
+        )
     for name in args.attack:
         specs.append(AttackSpec(name, epsilons=tuple(args.epsilons or ()), steps=args.steps))
-    print(f"{args.checkpoint}: {payload['spec']['model']}/{payload['spec']['norm']} on "
-          f"{dataset} test ({len(split)} images)")  # fmt: skip
+    print(
+        f"{args.checkpoint}: {payload['spec']['model']}/{payload['spec']['norm']} on "
+        f"{dataset} test ({len(split)} images)"
+    )
     warnings = []
     for spec in specs if len(specs) == 1 else specs[1:]:
-        result = evaluate(model, split, spec, batch_size=args.batch_size, device=device,
-                          cache_dir=args.cache_dir, quiet=args.quiet)  # fmt: skip
+        result = evaluate(
+            model,
+            split,
+            spec,
+            batch_size=args.batch_size,
+            device=device,
+            cache_dir=args.cache_dir,
+            quiet=args.quiet,
+        )
         print(f"\n{result.family}")
         print(f"  {'name':<18}{'parameter':>11}  {'metric':<26}{'value':>8}")
         for row in result.metrics:
@@ -131,6 +298,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for w in warnings:
         print(f"WARNING: {w}", file=sys.stderr)
     return EXIT_OK
+
+
+def _add_device_and_data(p: argparse.ArgumentParser) -> None:
+    """Where to compute and where data comes from: the same flags on every command that trains
+    or evaluates."""
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--data-root", default=None, help="a folder holding the dataset's files")
+    p.add_argument("--download", action="store_true", help="allow a dataset download")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,13 +320,100 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    raw = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "run",
+        help="run a suite into the results store (resumes by default)",
+        description="Train and evaluate every job of a suite into the store. Re-running the "
+        "same command resumes: finished jobs are skipped, none is duplicated, an interrupted "
+        "job continues from its last epoch.\n\nexamples:\n"
+        "  robustbench-norm run suites/smoke.toml\n"
+        "  robustbench-norm run suites/nightly.toml --device cuda --jobs 2\n"
+        "  robustbench-norm run suites/smoke.toml --executor ray --ray-address auto",
+        formatter_class=raw,
+    )
+    p.add_argument("suite", help="a suite TOML file")
+    p.add_argument("--store", default=str(DEFAULT_STORE_PATH), help="SQLite results store")
+    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--resume",
+        dest="fresh",
+        action="store_false",
+        default=False,
+        help="reuse finished jobs and continue an interrupted run (default)",
+    )
+    group.add_argument(
+        "--fresh", dest="fresh", action="store_true", help="a new run that recomputes every job"
+    )
+    p.add_argument("--workdir", default="results", help="checkpoints go under WORKDIR/checkpoints")
+    p.add_argument("--cache-dir", default=None, help="corruption cache (default ~/.cache/...)")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto)")
+    p.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per job on Ray")
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per job on Ray")
+    _add_device_and_data(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "plan",
+        help="print a suite's job matrix and work without running it",
+        description="Validate a suite and print its jobs and the work they imply.\n\n"
+        "example:\n  robustbench-norm plan suites/nightly.toml",
+        formatter_class=raw,
+    )
+    p.add_argument("suite")
+    p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser(
+        "report",
+        help="write a run's leaderboard (README, CSV, JSON, HTML, plots)",
+        description="Write the leaderboard of a finished run to leaderboards/<suite>/ (or "
+        "--out), with the run exported as store.sqlite beside it.\n\nexamples:\n"
+        "  robustbench-norm report --suite smoke\n"
+        "  robustbench-norm report --run 12 --out /tmp/lb",
+        formatter_class=raw,
+    )
+    p.add_argument("--suite", default=None, help="latest run of this suite (default: any)")
+    p.add_argument("--run", default="latest", help="run id, latest or previous")
+    p.add_argument("--store", default=str(DEFAULT_STORE_PATH))
+    p.add_argument("--out", default=None, help="default leaderboards/<suite>")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "check",
+        help="regression check: candidate run vs baseline run (exit 1 if worse)",
+        description="Compare two runs per norm and metric with paired tests; exit code 1 "
+        "when any watched metric is significantly worse beyond the tolerance. RUN is "
+        "[STORE:]ID, latest or previous.\n\nexamples:\n"
+        "  robustbench-norm check --baseline leaderboards/smoke/store.sqlite:latest "
+        "--candidate latest\n"
+        "  robustbench-norm check --suite suites/smoke.toml --candidate latest\n"
+        "  robustbench-norm check --baseline 3 --candidate 4 --metrics clean/accuracy "
+        "--tolerance 0.01",
+        formatter_class=raw,
+    )
+    p.add_argument("--baseline", default=None, help="default: the suite's [check].baseline")
+    p.add_argument("--candidate", default="latest")
+    p.add_argument("--suite", default=None, help="take metrics/alpha/tolerance from this suite")
+    p.add_argument("--metrics", nargs="+", default=None, metavar="FAMILY/METRIC")
+    p.add_argument("--alpha", type=float, default=None)
+    p.add_argument("--tolerance", type=float, default=None, help="absolute Δ ignored")
+    p.add_argument("--store", default=str(DEFAULT_STORE_PATH), help="store for bare run ids")
+    p.add_argument("--json", default=None, help="also write the comparisons as JSON")
+    p.set_defaults(func=_cmd_check)
+
     p = sub.add_parser(
         "list",
-        help="list registered names",
-        description="List registered names.\n\nexample:\n  robustbench-norm list norms",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="list norms, models, datasets, corruptions, attacks or runs",
+        description="List registered names, or the runs in a store.\n\nexamples:\n"
+        "  robustbench-norm list norms\n  robustbench-norm list runs --store results/x.sqlite",
+        formatter_class=raw,
     )
-    p.add_argument("what", choices=["norms"])
+    p.add_argument(
+        "what", choices=["norms", "models", "datasets", "corruptions", "attacks", "runs"]
+    )
+    p.add_argument("--store", default=str(DEFAULT_STORE_PATH))
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser(
@@ -197,10 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--workdir", default="results", help="where checkpoints go (default results/)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--download", action="store_true", help="allow a dataset download")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_device_and_data(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -215,11 +475,22 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", help="a final.pt written by `train` or `run`")
-    p.add_argument("--noise", type=float, nargs="*", default=None, metavar="SIGMA",
-                   help="Gaussian noise at these σ (default 0.02 0.05 0.1 0.2)")  # fmt: skip
+    p.add_argument(
+        "--noise",
+        type=float,
+        nargs="*",
+        default=None,
+        metavar="SIGMA",
+        help="Gaussian noise at these σ (default 0.02 0.05 0.1 0.2)",
+    )
     p.add_argument("--noise-sequence", action="store_true", help="flip probability")
-    p.add_argument("--corruptions", nargs="*", default=None, metavar="NAME",
-                   help="imagecorruptions names, or none/all for all 19")  # fmt: skip
+    p.add_argument(
+        "--corruptions",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="imagecorruptions names, or none/all for all 19",
+    )
     p.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--corruptions-dir", default=None, help="precomputed CIFAR-10-C style folder")
     p.add_argument(
@@ -234,10 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--cache-dir", default=None, help="corruption cache (default ~/.cache/...)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--download", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    _add_device_and_data(p)
     p.set_defaults(func=_cmd_eval)
     return parser
 

@@ -198,8 +198,9 @@ def evaluate(
         fp = metrics.flip_probability(preds)
         result.metrics.append(_row("noise_sequence", None, "flip_probability", fp))
     elif isinstance(perturbation, CorruptionSpec):
-        _evaluate_corruptions(model, split, perturbation, result, add, batch_size, dev,
-                              cache_dir, workers, quiet)  # fmt: skip
+        _evaluate_corruptions(
+            model, split, perturbation, result, add, batch_size, dev, cache_dir, workers, quiet
+        )
     elif isinstance(perturbation, AttackSpec):
         _evaluate_attack(model, split, perturbation, result, batch_size, dev, quiet)
     elif not isinstance(perturbation, CleanSpec):
@@ -207,8 +208,9 @@ def evaluate(
     return result
 
 
-def _evaluate_corruptions(model, split, spec, result, add, batch_size, dev, cache_dir, workers,
-                          quiet) -> None:  # fmt: skip
+def _evaluate_corruptions(
+    model, split, spec, result, add, batch_size, dev, cache_dir, workers, quiet
+) -> None:
     conditions = [(c, s) for c in spec.names for s in spec.severities]
     if spec.corruptions_dir is None:
         cache = CorruptionCache(cache_dir or default_cache_dir())

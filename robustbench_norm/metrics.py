@@ -81,17 +81,6 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return float(v.mean()), float(half)
 
 
-def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion k/n (an accuracy on n test examples)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 # -- paired tests ---------------------------------------------------------------------------
 
 
@@ -114,8 +103,14 @@ def mcnemar(baseline: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     # Wald interval for the difference of paired proportions
     var = ((b + c) / n - delta**2) / n
     half = stats.norm.ppf(0.975) * math.sqrt(max(var, 0.0))
-    return {"delta": delta, "ci_low": delta - half, "ci_high": delta + half, "p_value": p,
-            "baseline_only": b, "candidate_only": c}  # fmt: skip
+    return {
+        "delta": delta,
+        "ci_low": delta - half,
+        "ci_high": delta + half,
+        "p_value": p,
+        "baseline_only": b,
+        "candidate_only": c,
+    }
 
 
 def paired_t(baseline: Sequence[float], candidate: Sequence[float]) -> dict[str, float]:

@@ -306,15 +306,20 @@ def train(
     download: bool = False,
     quiet: bool = False,
     stop_after_epoch: int | None = None,
+    fresh: bool = False,
 ) -> TrainResult:
     """Train ``spec`` under ``workdir/checkpoints/<key>/`` and return the result.
 
     A finished checkpoint is returned as is (``cached=True``); a ``last.pt`` left by an
-    interrupted run is resumed. ``stop_after_epoch`` ends the call after that many epochs with
-    status "interrupted" (for chunked runs and for testing resume).
+    interrupted run is resumed. ``fresh=True`` ignores both and trains from scratch (replacing
+    them). ``stop_after_epoch`` ends the call after that many epochs with status "interrupted"
+    (for chunked runs and for testing resume).
     """
     out = checkpoint_dir(spec, workdir)
     final, last = out / "final.pt", out / "last.pt"
+    if fresh:
+        final.unlink(missing_ok=True)
+        last.unlink(missing_ok=True)
     if final.exists():
         payload = torch.load(final, map_location="cpu", weights_only=False)
         return _result(spec, final, payload, cached=True)
@@ -465,9 +470,16 @@ def train(
     status = "diverged" if state["diverged_step"] is not None else "done"
     if not finished:
         return TrainResult(
-            spec, last, "interrupted", state["step"], None, state["log"], state["stability"],
-            state["wall"], meta={"key": spec.key},
-        )  # fmt: skip
+            spec,
+            last,
+            "interrupted",
+            state["step"],
+            None,
+            state["log"],
+            state["stability"],
+            state["wall"],
+            meta={"key": spec.key},
+        )
     payload = {
         "model": model.state_dict(),
         "spec": spec.to_dict(),

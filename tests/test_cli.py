@@ -41,3 +41,10 @@ def test_user_error_exits_2_with_a_message_and_no_traceback():
 def test_option_no_selected_norm_accepts_is_an_error(capsys):
     assert main(["train", "--norm", "bn", "--norm-option", "groups=4", "--quiet"]) == 2
     assert "no selected norm (bn) has option 'groups'" in capsys.readouterr().err
+
+
+def test_public_api_resolves_every_exported_name():
+    import robustbench_norm as rbn
+
+    for name in rbn.__all__:
+        assert getattr(rbn, name) is not None, name

@@ -148,12 +148,18 @@ class CorruptionCache:
             workers = 1
         chunk = max(1, -(-len(split) // (2 * workers)))
         tasks = [
-            {"id": i, "corruption": c, "severity": s, "seed": seed, "start": a,
-             "stop": min(a + chunk, len(split))}
+            {
+                "id": i,
+                "corruption": c,
+                "severity": s,
+                "seed": seed,
+                "start": a,
+                "stop": min(a + chunk, len(split)),
+            }
             for i, ((c, s), a) in enumerate(
                 (pair, a) for pair in missing for a in range(0, len(split), chunk)
             )
-        ]  # fmt: skip
+        ]
         parts = {pair: np.empty_like(split.images) for pair in missing}
         remaining = {pair: len(split) for pair in missing}
         started = time.perf_counter()
@@ -213,8 +219,14 @@ def _run_workers(images: np.ndarray, tasks: list[dict], workers: int, finished) 
             if not mine:
                 continue
             (tmp / f"tasks{w}.json").write_text(json.dumps(mine))
-            cmd = [sys.executable, "-m", "robustbench_norm.perturb.corruption_worker",
-                   str(tmp / "images.npy"), str(tmp / f"tasks{w}.json"), str(tmp)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "robustbench_norm.perturb.corruption_worker",
+                str(tmp / "images.npy"),
+                str(tmp / f"tasks{w}.json"),
+                str(tmp),
+            ]
             procs.append(
                 subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             )

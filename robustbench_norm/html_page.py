@@ -1,0 +1,128 @@
+"""The leaderboard as one self-contained HTML page: sortable tables, plots inlined as data URIs,
+no external requests (it must open offline and from a file:// URL)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from robustbench_norm.claims import Claim
+from robustbench_norm.leaderboard import Table
+
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
+h1 { margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .6rem 0 1rem; }
+th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertical-align: top; }
+td.num { text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; cursor: pointer; user-select: none; white-space: nowrap; }
+th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::after { content: " ▼"; }
+td.best { font-weight: 600; background: #eef7ee; }
+.verdict-supported { color: #1a7f37; font-weight: 600; }
+.verdict-not-supported { color: #cf222e; font-weight: 600; }
+.verdict-inconclusive { color: #9a6700; font-weight: 600; }
+.note { color: #555; } img { max-width: 100%; border: 1px solid #eee; margin: .4rem 0; }
+pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: 12px; }
+"""
+
+# Click a header to sort by that column; numbers sort numerically (the mean before "±").
+SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, col) {
+    th.addEventListener("click", function () {
+      var asc = th.getAttribute("aria-sort") !== "ascending";
+      table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      function key(row) {
+        var text = row.cells[col].getAttribute("data-sort") || row.cells[col].textContent;
+        var num = parseFloat(text);
+        return isNaN(num) ? text.toLowerCase() : num;
+      }
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === y) { return 0; }
+        var less = (typeof x === typeof y) ? x < y : typeof x === "number";
+        return (less ? -1 : 1) * (asc ? 1 : -1);
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+def _table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["rank", "norm", *table.columns])
+    body = []
+    for rank, norm in enumerate(table.ranked(), start=1):
+        cells = [f'<td data-sort="{rank}">{rank}</td>', f"<td>{html.escape(norm)}</td>"]
+        for col in table.columns:
+            cell = table.rows[norm].get(col)
+            if cell is None:
+                cells.append('<td class="num" data-sort="">—</td>')
+                continue
+            cls = ' class="num best"' if cell.best else ' class="num"'
+            star = " ★" if cell.best else ""
+            cells.append(
+                f'<td{cls} data-sort="{cell.mean:.6f}">{html.escape(cell.text())}{star}</td>'
+            )
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    direction = "higher is better" if table.higher_is_better else "lower is better"
+    return (
+        f'<h3 id="{table.id}">{html.escape(table.title)}</h3>'
+        f'<p class="note">{html.escape(table.description)} ({direction}; mean ± 95 % CI over '
+        f"seeds; ★ best in column)</p>"
+        f'<table class="sortable" id="table-{table.id}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _claims(claims: list[Claim]) -> str:
+    rows = []
+    for c in claims:
+        verdict_class = "verdict-" + c.verdict.replace(" ", "-")
+        p = "—" if c.p_value is None else f"{c.p_value:.3g}"
+        rows.append(
+            f"<tr><td>{html.escape(c.claim)}</td><td>{html.escape(c.evidence)}</td>"
+            f"<td>{html.escape(c.test)}</td><td class='num' data-sort='{p}'>{p}</td>"
+            f'<td class="{verdict_class}">{html.escape(c.verdict)}</td></tr>'
+        )
+    return (
+        '<table class="sortable" id="table-claims"><thead><tr><th>claim</th><th>our numbers</th>'
+        "<th>test</th><th>p</th><th>verdict</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def render(
+    title: str,
+    intro: str,
+    tables: list[Table],
+    claims: list[Claim],
+    plots: list[Path],
+    provenance_text: str,
+) -> str:
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>",
+        "<h2>Claims of the GN+ paper</h2>",
+        _claims(claims),
+        "<h2>Leaderboards</h2>",
+        *[_table(t) for t in tables],
+        "<h2>Plots</h2>",
+        *[_image(p) for p in plots],
+        "<h2>Provenance</h2>",
+        f"<pre>{html.escape(provenance_text)}</pre>",
+        f"<script>{SCRIPT}</script></body></html>",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,154 @@
+"""PNG plots of a run: curves with mean ± 95 % CI over seeds, one line per norm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from robustbench_norm import metrics
+
+
+def _curve(ax, frame: pd.DataFrame, x: str, label: str, bounds=(-np.inf, np.inf)) -> None:
+    """Mean over seeds with its 95 % CI as a band, the band clipped to the metric's range."""
+    grouped = frame.groupby(x)["value"].apply(list)
+    xs = list(grouped.index)
+    stats = [metrics.mean_ci(v) for v in grouped]
+    means = np.array([m for m, _ in stats])
+    half = np.nan_to_num(np.array([h for _, h in stats]))
+    ax.plot(xs, means, marker="o", label=label)
+    low = np.clip(means - half, *bounds)
+    if ax.get_yscale() == "log":  # a band through zero cannot be drawn on a log axis
+        low = np.maximum(low, means / 10)
+    ax.fill_between(xs, low, np.clip(means + half, *bounds), alpha=0.2)
+    if np.isfinite(bounds).all():
+        ax.set_ylim(*bounds)
+
+
+def _grid(n: int, title: str):
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    width = 3.6 * cols if n > 1 else 6.5
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 3.2 * rows), squeeze=False)
+    fig.suptitle(title)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def accuracy_vs_parameter(
+    frame: pd.DataFrame, family: str, metric: str, xlabel: str, title: str, path: Path
+) -> Path | None:
+    """One panel per condition name (corruption, attack), accuracy against its parameter."""
+    sub = frame[(frame.family == family) & (frame.metric == metric) & frame.parameter.notna()]
+    if sub.empty:
+        return None
+    names = list(dict.fromkeys(sub.name))
+    fig, axes = _grid(len(names), title)
+    for ax, name in zip(axes, names, strict=True):
+        for norm, group in sub[sub.name == name].groupby("norm", sort=False):
+            _curve(ax, group, "parameter", norm, bounds=(0.0, 1.0))
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def accuracy_vs_batch_size(frame: pd.DataFrame, path: Path) -> Path | None:
+    sub = frame[(frame.family == "clean") & (frame.metric == "accuracy")]
+    if sub.batch_size.nunique() < 2:
+        return None
+    models = list(dict.fromkeys(sub.model))
+    fig, axes = _grid(len(models), "clean accuracy vs batch size")
+    for ax, model in zip(axes, models, strict=True):
+        for norm, group in sub[sub.model == model].groupby("norm", sort=False):
+            _curve(ax, group, "batch_size", norm, bounds=(0.0, 1.0))
+        ax.set_xscale("log", base=2)
+        ax.set_title(model)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def training_curves(jobs: list[dict], path: Path) -> Path | None:
+    """Training loss against step, mean over seeds, per norm (unregularized runs)."""
+    rows = [
+        {"norm": j["norm"], "step": s, "value": loss}
+        for j in jobs
+        if j["regularizer"] == "none" and j["train_log"].get("loss")
+        for s, loss in zip(j["train_log"]["step"], j["train_log"]["loss"], strict=True)
+    ]
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    fig, (ax,) = _grid(1, "training loss")
+    ax.set_yscale("log")
+    for norm, group in frame.groupby("norm", sort=False):
+        _curve(ax, group, "step", norm)
+    ax.set_xlabel("step")
+    ax.set_ylabel("batch loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def lambda_curves(jobs: list[dict], path: Path) -> Path | None:
+    """GN+'s λ over training: the mean over layers (line) and the layer range (band)."""
+    runs = [j for j in jobs if j["train_log"].get("lambdas") and j["train_log"]["lambdas"][0]]
+    if not runs:
+        return None
+    fig, (ax,) = _grid(1, "GN+ λ over training: mean over layers, band = layer range")
+    for j in runs:
+        lam = np.array(j["train_log"]["lambdas"])
+        steps = j["train_log"]["step"]
+        label = f"{j['norm']} seed {j['seed']}"
+        ax.plot(steps, lam.mean(1), label=label)
+        ax.fill_between(steps, lam.min(1), lam.max(1), alpha=0.1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("λ")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def stability_curves(jobs: list[dict], path: Path) -> Path | None:
+    """Santurkar et al.'s measures over training, mean over seeds, per norm."""
+    rows = [
+        {"norm": j["norm"], "step": s["step"], "measure": m, "value": s[m]}
+        for j in jobs
+        if j["stability"] and j["regularizer"] == "none"
+        for s in j["stability"]
+        for m in ("landscape_range", "grad_change_max", "beta_smoothness")
+    ]
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    measures = ["landscape_range", "grad_change_max", "beta_smoothness"]
+    fig, axes = _grid(3, "optimization stability over training (Santurkar et al. 2018)")
+    for ax, measure in zip(axes, measures, strict=True):
+        if (frame[frame.measure == measure].value > 0).all():
+            ax.set_yscale("log")  # (one step size gives a landscape range of exactly 0)
+        for norm, group in frame[frame.measure == measure].groupby("norm", sort=False):
+            _curve(ax, group, "step", norm)
+        ax.set_title(measure.replace("_", " "))
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)

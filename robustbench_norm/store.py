@@ -1,0 +1,498 @@
+"""The results store: one SQLite file holding runs, jobs, tidy results and per-example flags.
+
+* ``runs``: one execution of a suite, with provenance (git sha and dirty flag, package
+  versions, torch/CUDA/cuDNN, device, host).
+* ``jobs``: one trained-and-evaluated model (spec JSON and key, status pending, running, done,
+  failed or diverged; error text; training log). A finished job is reused by any later run of
+  the same spec and code.
+* ``run_jobs``: which jobs make up a run (a job can belong to many runs).
+* ``results``: (job, family, name, parameter, metric, value) rows.
+* ``flags``: per-example correctness per condition (bit-packed, zlib), for paired tests.
+
+A job's results and its status change are committed in one transaction: they appear whole or
+not at all. WAL mode plus a busy timeout and retries let several processes write one store at
+once. The schema is versioned; a store of another version is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sqlite3
+import subprocess
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustbench_norm.errors import RobustBenchError
+
+SCHEMA_VERSION = 1
+DEFAULT_STORE = Path("results") / "robustbench.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    suite TEXT NOT NULL,
+    suite_hash TEXT NOT NULL,
+    suite_toml TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT,
+    provenance TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    spec TEXT NOT NULL,
+    model TEXT NOT NULL,
+    norm TEXT NOT NULL,
+    batch_size INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    regularizer TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    checkpoint TEXT,
+    train_log TEXT,
+    stability TEXT,
+    warnings TEXT,
+    wall_seconds REAL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_key ON jobs(key, status);
+CREATE TABLE IF NOT EXISTS run_jobs (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE IF NOT EXISTS results (
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    family TEXT NOT NULL,
+    name TEXT NOT NULL,
+    parameter REAL,
+    metric TEXT NOT NULL,
+    value REAL
+);
+CREATE INDEX IF NOT EXISTS results_job ON results(job_id);
+CREATE TABLE IF NOT EXISTS flags (
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    family TEXT NOT NULL,
+    name TEXT NOT NULL,
+    parameter REAL,
+    count INTEGER NOT NULL,
+    correct BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flags_job ON flags(job_id);
+"""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def pack_flags(correct: np.ndarray) -> bytes:
+    return zlib.compress(np.packbits(np.asarray(correct, dtype=bool)).tobytes(), 9)
+
+
+def unpack_flags(blob: bytes, count: int) -> np.ndarray:
+    bits = np.frombuffer(zlib.decompress(blob), dtype=np.uint8)
+    return np.unpackbits(bits)[:count].astype(bool)
+
+
+@dataclass
+class JobOutcome:
+    """What executing a job produced; written to the store in one transaction."""
+
+    key: str
+    status: str
+    error: str | None
+    checkpoint: str | None
+    wall_seconds: float
+    train_log: dict
+    stability: list
+    #: tidy rows: family, name, parameter, metric, value
+    results: list[dict[str, Any]]
+    #: (family, name, parameter, correct) per condition
+    flags: list[tuple[str, str, float | None, np.ndarray]]
+    #: sanity-check findings of the evaluations (e.g. an attack over its budget)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Store:
+    """A results store file. Open with :meth:`open` (creates it if needed)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, path: str | Path = DEFAULT_STORE, create: bool = True) -> Store:
+        path = Path(path)
+        if not path.exists() and not create:
+            raise RobustBenchError(f"store {path} does not exist; run a suite first (--store)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as e:
+            raise RobustBenchError(f"{path} is not a robustbench-norm store ({e})") from e
+        store = cls(path, conn)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- transactions ---------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, retried while another writer holds the lock."""
+        for attempt in range(200):
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                time.sleep(min(0.05 * (attempt + 1), 1.0))
+        else:
+            raise RobustBenchError(f"store {self.path} stayed locked by another process")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        try:
+            row = self.conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            row = None
+        except sqlite3.DatabaseError as e:
+            raise RobustBenchError(f"{self.path} is not a robustbench-norm store ({e})") from e
+        if row is None:
+            tables = self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'"
+            ).fetchall()
+            if tables and "meta" not in {t["name"] for t in tables}:
+                raise RobustBenchError(
+                    f"{self.path} is an SQLite file but not a robustbench-norm store; "
+                    "pass another --store"
+                )
+            with self.transaction() as c:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            return
+        version = int(row["value"])
+        if version != SCHEMA_VERSION:
+            newer = "a newer" if version > SCHEMA_VERSION else "an older"
+            raise RobustBenchError(
+                f"store {self.path} has schema version {version}, written by {newer} "
+                f"robustbench-norm; this version reads schema {SCHEMA_VERSION}. Use the matching "
+                "robustbench-norm release, or start a new store with --store"
+            )
+
+    # -- runs -----------------------------------------------------------------------------
+    def start_run(self, suite: str, suite_hash: str, suite_toml: str, provenance: dict) -> int:
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO runs (suite, suite_hash, suite_toml, status, started, provenance) "
+                "VALUES (?, ?, ?, 'running', ?, ?)",
+                (suite, suite_hash, suite_toml, now(), json.dumps(provenance)),
+            )
+            return int(cur.lastrowid)
+
+    def resumable_run(self, suite: str, suite_hash: str) -> int | None:
+        """The latest unfinished run of exactly this suite file, if any."""
+        row = self.conn.execute(
+            "SELECT id FROM runs WHERE suite = ? AND suite_hash = ? AND status != 'finished' "
+            "ORDER BY id DESC LIMIT 1",
+            (suite, suite_hash),
+        ).fetchone()
+        return None if row is None else int(row["id"])
+
+    def finish_run(self, run_id: int, status: str = "finished") -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE runs SET status = ?, finished = ? WHERE id = ?", (status, now(), run_id)
+            )
+
+    def run(self, run_id: int) -> dict:
+        row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RobustBenchError(f"store {self.path} has no run {run_id}")
+        out = dict(row)
+        out["provenance"] = json.loads(out["provenance"])
+        return out
+
+    def runs(self, suite: str | None = None) -> list[dict]:
+        query = "SELECT id, suite, status, started, finished FROM runs"
+        args: tuple = ()
+        if suite is not None:
+            query += " WHERE suite = ?"
+            args = (suite,)
+        return [dict(r) for r in self.conn.execute(query + " ORDER BY id", args)]
+
+    def resolve_run(self, ref: str | int, suite: str | None = None) -> int:
+        """A run id from ``ref``: an id, ``latest`` or ``previous`` (finished runs, optionally
+        of ``suite``)."""
+        if isinstance(ref, int) or str(ref).isdigit():
+            return int(self.run(int(ref))["id"])
+        finished = [r["id"] for r in self.runs(suite) if r["status"] == "finished"]
+        wanted = {"latest": 1, "previous": 2}.get(str(ref))
+        if wanted is None:
+            raise RobustBenchError(f"run {ref!r} must be a run id, 'latest' or 'previous'")
+        if len(finished) < wanted:
+            where = f" of suite {suite!r}" if suite else ""
+            raise RobustBenchError(
+                f"store {self.path} has {len(finished)} finished run(s){where}; "
+                f"{ref!r} needs {wanted}"
+            )
+        return int(finished[-wanted])
+
+    # -- jobs -----------------------------------------------------------------------------
+    def finished_job(self, key: str) -> int | None:
+        row = self.conn.execute(
+            "SELECT id FROM jobs WHERE key = ? AND status IN ('done', 'diverged') "
+            "ORDER BY id DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+        return None if row is None else int(row["id"])
+
+    def run_job(self, run_id: int, key: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT j.* FROM run_jobs r JOIN jobs j ON j.id = r.job_id "
+            "WHERE r.run_id = ? AND r.key = ?",
+            (run_id, key),
+        ).fetchone()
+
+    def link(self, run_id: int, key: str, job_id: int) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO run_jobs VALUES (?, ?, ?)", (run_id, key, job_id))
+
+    def add_job(self, run_id: int, key: str, spec: dict, labels: dict, status: str) -> int:
+        """A new job row (pending or running), linked to ``run_id``."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO jobs (key, run_id, spec, model, norm, batch_size, seed, regularizer,"
+                " status, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    run_id,
+                    json.dumps(spec),
+                    labels["model"],
+                    labels["norm"],
+                    labels["batch_size"],
+                    labels["seed"],
+                    labels["regularizer"],
+                    status,
+                    now(),
+                    now(),
+                ),
+            )
+            job_id = int(cur.lastrowid)
+            c.execute("INSERT OR REPLACE INTO run_jobs VALUES (?, ?, ?)", (run_id, key, job_id))
+            return job_id
+
+    def set_status(self, job_id: int, status: str) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE jobs SET status = ?, updated = ? WHERE id = ?", (status, now(), job_id)
+            )
+
+    def record(self, job_id: int, outcome: JobOutcome) -> None:
+        """Write a job's outcome: status, results and flags, all in one transaction."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
+            c.execute("DELETE FROM flags WHERE job_id = ?", (job_id,))
+            c.executemany(
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (job_id, r["family"], r["name"], r["parameter"], r["metric"], r["value"])
+                    for r in outcome.results
+                ],
+            )
+            c.executemany(
+                "INSERT INTO flags VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (job_id, fam, name, param, len(correct), pack_flags(correct))
+                    for fam, name, param, correct in outcome.flags
+                ],
+            )
+            c.execute(
+                "UPDATE jobs SET status = ?, error = ?, checkpoint = ?, train_log = ?, "
+                "stability = ?, warnings = ?, wall_seconds = ?, updated = ? WHERE id = ?",
+                (
+                    outcome.status,
+                    outcome.error,
+                    outcome.checkpoint,
+                    json.dumps(outcome.train_log),
+                    json.dumps(outcome.stability),
+                    json.dumps(outcome.warnings),
+                    outcome.wall_seconds,
+                    now(),
+                    job_id,
+                ),
+            )
+
+    def export_run(self, run_id: int, dest: str | Path) -> Path:
+        """Copy one run (its jobs, results and flags) into a new, compact store file: what a
+        published leaderboard ships so that later runs can be checked against it."""
+        self.run(run_id)
+        dest = Path(dest)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(dest) + suffix).unlink(missing_ok=True)
+        Store.open(dest).close()
+        self.conn.execute("ATTACH DATABASE ? AS out", (str(dest),))
+        try:
+            jobs = "SELECT job_id FROM run_jobs WHERE run_id = ?"
+            with self.transaction() as c:
+                # the run, plus the earlier runs that computed jobs it reused (their provenance)
+                c.execute(
+                    f"INSERT INTO out.runs SELECT * FROM runs WHERE id = ? OR id IN "
+                    f"(SELECT run_id FROM jobs WHERE id IN ({jobs}))",
+                    (run_id, run_id),
+                )
+                c.execute(
+                    f"INSERT INTO out.jobs SELECT * FROM jobs WHERE id IN ({jobs})", (run_id,)
+                )
+                c.execute(
+                    "INSERT INTO out.run_jobs SELECT * FROM run_jobs WHERE run_id = ?", (run_id,)
+                )
+                for table in ("results", "flags"):
+                    c.execute(
+                        f"INSERT INTO out.{table} SELECT * FROM {table} WHERE job_id IN ({jobs})",
+                        (run_id,),
+                    )
+        finally:
+            self.conn.execute("DETACH DATABASE out")
+        out = sqlite3.connect(dest, isolation_level=None)
+        out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
+        out.execute("VACUUM")
+        out.close()
+        return dest
+
+    # -- reading ----------------------------------------------------------------------------
+    def jobs_of_run(self, run_id: int) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT j.* FROM run_jobs r JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? "
+            "ORDER BY j.id",
+            (run_id,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["spec"] = json.loads(d["spec"])
+            d["train_log"] = json.loads(d["train_log"]) if d["train_log"] else {}
+            d["stability"] = json.loads(d["stability"]) if d["stability"] else []
+            d["warnings"] = json.loads(d["warnings"]) if d["warnings"] else []
+            out.append(d)
+        return out
+
+    def results_of_run(self, run_id: int) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT j.id AS job_id, j.key, j.model, j.norm, j.batch_size, j.seed, j.regularizer,"
+            " j.status, x.family, x.name, x.parameter, x.metric, x.value "
+            "FROM run_jobs r JOIN jobs j ON j.id = r.job_id JOIN results x ON x.job_id = j.id "
+            "WHERE r.run_id = ? ORDER BY j.id",
+            (run_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def flags_of_job(self, job_id: int) -> dict[tuple[str, str, float | None], np.ndarray]:
+        rows = self.conn.execute(
+            "SELECT family, name, parameter, count, correct FROM flags WHERE job_id = ?",
+            (job_id,),
+        )
+        return {
+            (r["family"], r["name"], r["parameter"]): unpack_flags(r["correct"], r["count"])
+            for r in rows
+        }
+
+
+def provenance() -> dict[str, Any]:
+    """Where and with what a run was made."""
+    import torch
+
+    from robustbench_norm import __version__
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", *args],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                cwd=Path(__file__).resolve().parent,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in (
+        "torch",
+        "torchvision",
+        "numpy",
+        "scipy",
+        "scikit-image",
+        "opencv-python-headless",
+        "pillow",
+        "foolbox",
+        "eagerpy",
+        "imagecorruptions",
+        "pandas",
+    ):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    cuda = torch.cuda.is_available()
+    return {
+        "robustbench_norm": __version__,
+        "git_sha": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "packages": packages,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "device": torch.cuda.get_device_name(0)
+        if cuda
+        else f"cpu ({platform.processor() or platform.machine()})",
+        "cpu_count": os.cpu_count(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,469 @@
+"""Suites: a TOML file → a validated, frozen job matrix.
+
+A suite names the dataset, models, norms (with options), batch sizes, seeds, training settings,
+an optional regularization sweep, the evaluations, the reference norm for CE/mCE and the
+settings of regression checks. Everything is validated before any work starts. A mistake is
+one :class:`RobustBenchError` naming the file, the key path (``norms[2].options.groups``) and
+what is allowed. See ``suites/smoke.toml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robustbench_norm.activation_noise import ActivationNoise
+from robustbench_norm.analysis import StabilitySpec
+from robustbench_norm.data import dataset_info
+from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec
+from robustbench_norm.models import build_model
+from robustbench_norm.perturb.attacks import AttackSpec
+from robustbench_norm.specs import code_version, spec_key
+from robustbench_norm.sweeps import regularization_sweep, regularizer_label
+from robustbench_norm.train import TRAIN_CODE, TrainSpec
+
+EVAL_CODE = ("evaluate.py", "perturb", "metrics.py")
+
+#: keys of [train]: TrainSpec fields that a suite sets once for every job
+TRAIN_KEYS = {
+    "epochs": int, "steps": int, "optimizer": str, "lr": float, "momentum": float,
+    "lr_scaling": str, "schedule": str, "weight_decay": float, "exempt_norm_from_decay": bool,
+    "augment": bool, "precision": str, "channels_last": bool, "log_every": int,
+    "dropout": float, "mixup_alpha": float, "perturbation": dict,
+}  # fmt: skip
+PERTURBATION_KEYS = {
+    "mode": str, "mean_range": float, "std_low": float, "std_high": float,
+    "shift_std": float, "groups": (int, str),
+}  # fmt: skip
+ATTACK_KEYS = {
+    "name": str, "epsilons": list, "steps": int, "rel_stepsize": float, "random_start": bool,
+    "seed": int, "chunk": int, "limit": int, "cw_binary_search_steps": int,
+    "deepfool_candidates": int,
+}  # fmt: skip
+#: metrics a regression check watches by default (family, metric)
+DEFAULT_WATCH = (
+    "clean/accuracy",
+    "noise/mean_accuracy",
+    "corruption/mean_corruption_accuracy",
+    "attack/robust_accuracy",
+)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One perturbation family, on the first ``limit`` of the job's test images (None: all)."""
+
+    spec: Any
+    limit: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": type(self.spec).__name__,
+            "limit": self.limit,
+            **dataclasses.asdict(self.spec),
+        }
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One model to train and evaluate. Its key changes with the spec or the code it uses."""
+
+    label: str
+    train: TrainSpec
+    evaluations: tuple[Evaluation, ...]
+    test_limit: int | None
+
+    @property
+    def key(self) -> str:
+        return spec_key(self.to_dict(), code_version(*TRAIN_CODE, *EVAL_CODE))
+
+    @property
+    def regularizer(self) -> str:
+        return regularizer_label(self.train)
+
+    def labels(self) -> dict[str, Any]:
+        return {
+            "model": self.train.model,
+            "norm": self.label,
+            "batch_size": self.train.batch_size,
+            "seed": self.train.seed,
+            "regularizer": self.regularizer,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "train": self.train.to_dict(),
+            "evaluations": [e.to_dict() for e in self.evaluations],
+            "test_limit": self.test_limit,
+        }
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    baseline: str | None = None
+    metrics: tuple[str, ...] = DEFAULT_WATCH
+    alpha: float = 0.05
+    tolerance: float = 0.0
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    text: str
+    description: str
+    dataset: str
+    norms: tuple[str, ...]
+    reference: str | None
+    jobs: tuple[JobSpec, ...]
+    evaluations: tuple[Evaluation, ...]
+    test_limit: int | None
+    check: CheckSettings
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def corruption_conditions(self) -> list[tuple[CorruptionSpec, int | None]]:
+        return [(e.spec, e.limit) for e in self.evaluations if isinstance(e.spec, CorruptionSpec)]
+
+
+# -- validation helpers ---------------------------------------------------------------------------
+
+
+class _Reader:
+    """Typed access to a TOML table that reports mistakes with the file and key path."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+
+    def fail(self, path: str, message: str) -> RobustBenchError:
+        where = f"{self.file}: {path}" if path else str(self.file)
+        return RobustBenchError(f"{where}: {message}")
+
+    def keys(self, table: dict, allowed: dict, path: str) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(
+                    f"{path}.{key}" if path else key,
+                    f"unknown key; allowed keys here: {', '.join(sorted(allowed))}",
+                )
+
+    def value(self, table: dict, key: str, kind, path: str, default=None, required=False):
+        full = f"{path}.{key}" if path else key
+        if key not in table:
+            if required:
+                raise self.fail(full, "is required")
+            return default
+        return self.check_type(table[key], kind, full)
+
+    def check_type(self, v, kind, path: str):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        for k in kinds:
+            if k is float and isinstance(v, int | float) and not isinstance(v, bool):
+                return float(v)
+            if k is int and isinstance(v, int) and not isinstance(v, bool):
+                return v
+            if k in (str, bool, dict, list) and isinstance(v, k):
+                return v
+        names = " or ".join(
+            {
+                float: "a number",
+                int: "an integer",
+                str: "a string",
+                bool: "true/false",
+                dict: "a table",
+                list: "a list",
+            }[k]
+            for k in kinds
+        )
+        raise self.fail(path, f"expected {names}, got {v!r} ({type(v).__name__})")
+
+    def items(self, table: dict, key: str, kind, path: str, default=None, required=False):
+        values = self.value(table, key, list, path, default=default, required=required)
+        full = f"{path}.{key}" if path else key
+        if values is None:
+            return None
+        if not values:
+            raise self.fail(full, "is empty: the job matrix needs at least one value")
+        return [self.check_type(v, kind, f"{full}[{i}]") for i, v in enumerate(values)]
+
+    def guard(self, path: str, fn, *args, **kwargs):
+        """Call a constructor; re-raise its RobustBenchError with the file and key path."""
+        try:
+            return fn(*args, **kwargs)
+        except RobustBenchError as e:
+            raise self.fail(path, str(e)) from None
+        except TypeError as e:
+            raise self.fail(path, str(e)) from None
+
+
+TOP_KEYS = {
+    "name": str, "description": str, "dataset": str, "models": list, "width": int,
+    "batch_sizes": list, "seeds": list, "test_limit": int, "reference": str, "norms": list,
+    "train": dict, "regularization": dict, "stability": dict, "evaluate": dict, "check": dict,
+}  # fmt: skip
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Parse and fully validate a suite file."""
+    path = Path(path)
+    if not path.exists():
+        shipped = Path(__file__).resolve().parents[1] / "suites"
+        hint = f"; shipped suites: {', '.join(sorted(p.name for p in shipped.glob('*.toml')))}"
+        raise RobustBenchError(f"suite file {path} not found{hint if shipped.exists() else ''}")
+    text = path.read_text()
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RobustBenchError(f"{path}: not valid TOML: {e}") from None
+    r = _Reader(path)
+    r.keys(raw, TOP_KEYS, "")
+
+    name = r.value(raw, "name", str, "", default=path.stem)
+    dataset = r.value(raw, "dataset", str, "", default="fashion-mnist-mini")
+    info = r.guard("dataset", dataset_info, dataset)
+    models = r.items(raw, "models", str, "", default=["resnet20"])
+    width = r.value(raw, "width", int, "")
+    batch_sizes = r.items(raw, "batch_sizes", int, "", default=[128])
+    seeds = r.items(raw, "seeds", int, "", default=[0])
+    test_limit = r.value(raw, "test_limit", int, "")
+
+    norms = _norms(r, raw)
+    labels = [label for label, _, _ in norms]
+    train_base = _train(r, raw)
+    stability = _stability(r, raw)
+    evaluations = _evaluations(r, raw)
+    reference = r.value(raw, "reference", str, "", default="bn" if "bn" in labels else None)
+    if reference is not None and reference not in labels:
+        raise r.fail("reference", f"{reference!r} is not a norm label of this suite: {labels}")
+    check = _check(r, raw)
+
+    # every (model, norm) must build: catches groups that do not divide a stage's channels
+    for model in models:
+        for i, (label, norm, options) in enumerate(norms):
+            r.guard(
+                f"norms[{i}] ({label}) with models = {model!r}",
+                build_model,
+                model,
+                norm,
+                info.num_classes,
+                info.in_channels,
+                width,
+                **options,
+            )
+
+    jobs = []
+    for model, (label, norm, options), batch_size, seed in itertools.product(
+        models, norms, batch_sizes, seeds
+    ):
+        base = r.guard(
+            "train",
+            TrainSpec,
+            model=model,
+            norm=norm,
+            norm_options=options,
+            width=width,
+            dataset=dataset,
+            batch_size=batch_size,
+            seed=seed,
+            stability=stability,
+            **train_base,
+        )
+        for spec in _regularized(r, raw, base):
+            jobs.append(JobSpec(label, spec, tuple(evaluations), test_limit))
+    return Suite(
+        name=name,
+        path=path,
+        text=text,
+        description=r.value(raw, "description", str, "", default=""),
+        dataset=dataset,
+        norms=tuple(labels),
+        reference=reference,
+        jobs=tuple(jobs),
+        evaluations=tuple(evaluations),
+        test_limit=test_limit,
+        check=check,
+    )
+
+
+def _norms(r: _Reader, raw: dict) -> list[tuple[str, str, dict]]:
+    tables = r.value(raw, "norms", list, "", required=True)
+    if not tables:
+        raise r.fail("norms", "is empty: the job matrix needs at least one norm")
+    out = []
+    for i, t in enumerate(tables):
+        path = f"norms[{i}]"
+        t = r.check_type(t, dict, path)
+        r.keys(t, {"name": str, "label": str, "options": dict}, path)
+        name = r.value(t, "name", str, path, required=True)
+        options = r.value(t, "options", dict, path, default={})
+        label = r.value(t, "label", str, path, default=name)
+        from robustbench_norm.norms import make_norm
+
+        r.guard(
+            f"{path}.name",
+            make_norm,
+            name,
+            32,
+            **{k: v for k, v in options.items() if k != "groups"},
+        )
+        out.append((label, name, options))
+    labels = [label for label, _, _ in out]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise r.fail("norms", f"labels must be unique; repeated: {dupes} (set label = ...)")
+    return out
+
+
+def _train(r: _Reader, raw: dict) -> dict[str, Any]:
+    t = r.value(raw, "train", dict, "", default={})
+    r.keys(t, TRAIN_KEYS, "train")
+    out = {k: r.value(t, k, kind, "train") for k, kind in TRAIN_KEYS.items() if k in t}
+    if "perturbation" in out:
+        p = out["perturbation"]
+        r.keys(p, PERTURBATION_KEYS, "train.perturbation")
+        out["perturbation"] = r.guard("train.perturbation", ActivationNoise, **p)
+    return out
+
+
+def _stability(r: _Reader, raw: dict) -> StabilitySpec:
+    t = r.value(raw, "stability", dict, "", default={})
+    r.keys(t, {"every": int, "etas": list}, "stability")
+    kw: dict[str, Any] = {}
+    if "every" in t:
+        kw["every"] = r.value(t, "every", int, "stability")
+    if "etas" in t:
+        kw["etas"] = tuple(r.items(t, "etas", float, "stability"))
+    return r.guard("stability", StabilitySpec, **kw)
+
+
+def _regularized(r: _Reader, raw: dict, base: TrainSpec) -> list[TrainSpec]:
+    t = r.value(raw, "regularization", dict, "", default=None)
+    if t is None:
+        return [base]
+    allowed = {"dropout": list, "mixup": list, "perturbation": list, "factorial": bool}
+    r.keys(t, allowed, "regularization")
+    kw: dict[str, Any] = {"factorial": r.value(t, "factorial", bool, "regularization", False)}
+    for key, arg, kind in (
+        ("dropout", "dropouts", float),
+        ("mixup", "mixups", float),
+        ("perturbation", "perturbations", str),
+    ):
+        if key in t:
+            kw[arg] = r.items(t, key, kind, "regularization")
+        else:
+            kw[arg] = [{"dropout": 0.0, "mixup": 0.0, "perturbation": "none"}[key]]
+    for i, mode in enumerate(kw["perturbations"]):
+        r.guard(f"regularization.perturbation[{i}]", ActivationNoise, mode=mode)
+    return r.guard("regularization", regularization_sweep, base, **kw)
+
+
+def _evaluations(r: _Reader, raw: dict) -> list[Evaluation]:
+    t = r.value(raw, "evaluate", dict, "", default={})
+    r.keys(
+        t, {"noise": dict, "noise_sequence": dict, "corruptions": dict, "attacks": list}, "evaluate"
+    )
+    out = []
+    simple = (
+        ("noise", NoiseSpec, {"sigmas": list, "seed": int, "limit": int}),
+        (
+            "noise_sequence",
+            NoiseSequenceSpec,
+            {"frames": int, "sigma_step": float, "seed": int, "limit": int},
+        ),
+        (
+            "corruptions",
+            CorruptionSpec,
+            {"names": list, "severities": list, "seed": int, "corruptions_dir": str, "limit": int},
+        ),
+    )
+    for key, cls, allowed in simple:
+        if key not in t:
+            continue
+        path = f"evaluate.{key}"
+        table = r.value(t, key, dict, "evaluate")
+        r.keys(table, allowed, path)
+        kw = {k: r.value(table, k, kind, path) for k, kind in allowed.items() if k in table}
+        limit = kw.pop("limit", None)
+        for k in ("sigmas", "names", "severities"):
+            if k in kw:
+                item = {"sigmas": float, "names": str, "severities": int}[k]
+                kw[k] = tuple(r.items(table, k, item, path))
+        out.append(Evaluation(r.guard(path, cls, **kw), limit))
+    for i, a in enumerate(r.value(t, "attacks", list, "evaluate", default=[])):
+        path = f"evaluate.attacks[{i}]"
+        a = r.check_type(a, dict, path)
+        r.keys(a, ATTACK_KEYS, path)
+        kw = {k: r.value(a, k, kind, path) for k, kind in ATTACK_KEYS.items() if k in a}
+        limit = kw.pop("limit", None)
+        if "epsilons" in kw:
+            kw["epsilons"] = tuple(r.items(a, "epsilons", float, path))
+        if "name" not in kw:
+            raise r.fail(f"{path}.name", "is required")
+        out.append(Evaluation(r.guard(path, AttackSpec, **kw), limit))
+    return out
+
+
+def _check(r: _Reader, raw: dict) -> CheckSettings:
+    t = r.value(raw, "check", dict, "", default={})
+    allowed = {"baseline": str, "metrics": list, "alpha": float, "tolerance": float}
+    r.keys(t, allowed, "check")
+    kw: dict[str, Any] = {k: r.value(t, k, kind, "check") for k, kind in allowed.items() if k in t}
+    if "metrics" in kw:
+        kw["metrics"] = tuple(r.items(t, "metrics", str, "check"))
+        for i, m in enumerate(kw["metrics"]):
+            if m.count("/") != 1:
+                raise r.fail(
+                    f"check.metrics[{i}]",
+                    f"{m!r} must be FAMILY/METRIC, e.g. clean/accuracy or attack/robust_accuracy",
+                )
+    if not 0 < kw.get("alpha", 0.05) < 1:
+        raise r.fail("check.alpha", "must lie in (0, 1)")
+    return CheckSettings(**kw)
+
+
+# -- the plan ---------------------------------------------------------------------------------
+
+
+def describe_plan(suite: Suite) -> str:
+    """The job matrix and the work it implies, without running or loading anything."""
+    n_train = dataset_info(suite.dataset).train_size
+    lines = [f"suite {suite.name!r} ({suite.path}): {len(suite.jobs)} jobs"]
+    if suite.description:
+        lines.append(f"  {suite.description}")
+    lines.append(f"  {'#':>3}  {'model':<9}{'norm':<18}{'batch':>6}{'seed':>5}  regularizer")
+    steps_total = 0
+    for i, job in enumerate(suite.jobs):
+        t = job.train
+        lines.append(
+            f"  {i:>3}  {t.model:<9}{job.label:<18}{t.batch_size:>6}{t.seed:>5}  {job.regularizer}"
+        )
+        steps_total += t.steps or t.epochs * (n_train // t.batch_size)
+    lines.append("work:")
+    lines.append(
+        f"  training: {steps_total:,} optimizer steps in all ({n_train:,} training images)"
+    )
+    for e in suite.evaluations:
+        limits = [x for x in (e.limit, suite.test_limit) if x is not None]
+        n = min(limits) if limits else "all"
+        lines.append(f"  evaluate: {_describe_eval(e.spec)} on {n} test images per job")
+    lines.append(f"  reference for CE/mCE: {suite.reference}")
+    return "\n".join(lines)
+
+
+def _describe_eval(spec) -> str:
+    if isinstance(spec, NoiseSpec):
+        return f"Gaussian noise σ {list(spec.sigmas)}"
+    if isinstance(spec, NoiseSequenceSpec):
+        return f"noise sequences ({spec.frames} frames, σ step {spec.sigma_step})"
+    if isinstance(spec, CorruptionSpec):
+        return f"{len(spec.names)} corruptions × severities {list(spec.severities)}"
+    return f"{spec.name} ε {[round(e, 5) for e in spec.epsilons]}"

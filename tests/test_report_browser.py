@@ -1,0 +1,108 @@
+"""The leaderboard page in a real headless Chromium: loads clean, shows every norm, sorts."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from robustbench_norm.execute import RunSettings, run_suite
+from robustbench_norm.report import write_report
+from robustbench_norm.store import Store
+from robustbench_norm.suite import load_suite
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+SUITE = """
+name = "page"
+models = ["resnet20"]
+width = 4
+batch_sizes = [128]
+seeds = [0]
+test_limit = 60
+[[norms]]
+name = "bn"
+[[norms]]
+name = "gn"
+options = { groups = 2 }
+[[norms]]
+name = "gnplus"
+options = { groups = 2 }
+[train]
+steps = 8
+[evaluate.noise]
+sigmas = [0.1, 0.2]
+"""
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    root = tmp_path_factory.mktemp("page")
+    (root / "page.toml").write_text(SUITE)
+    with Store.open(root / "s.sqlite") as store:
+        run = run_suite(load_suite(root / "page.toml"), store,
+                        RunSettings(workdir=str(root / "w"), quiet=True)).run_id  # fmt: skip
+        write_report(store, run, root / "lb")
+    return root / "lb" / "index.html"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+    driver = webdriver.Chrome(options=options, service=service)
+    yield driver
+    driver.quit()
+
+
+def column(driver, table_id: str, index: int) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    rows = driver.find_elements(By.CSS_SELECTOR, f"#{table_id} tbody tr")
+    return [r.find_elements(By.TAG_NAME, "td")[index].text for r in rows]
+
+
+def test_page_loads_without_console_errors_and_shows_every_norm(page, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(page.as_uri())
+    assert "robustbench-norm leaderboard: page" in browser.title
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    assert errors == []
+    text = browser.find_element(By.TAG_NAME, "body").text
+    for norm in ("bn", "gn", "gnplus"):
+        assert norm in column(browser, "table-clean", 1)
+    assert "Claims of the GN+ paper" in text
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert images and all(browser.execute_script("return arguments[0].naturalWidth", i) > 0
+                          for i in images)  # fmt: skip
+
+
+def test_clicking_a_header_sorts_the_column(page, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(page.as_uri())
+    header = browser.find_elements(By.CSS_SELECTOR, "#table-noise-sigma thead th")[2]  # σ=0.1
+    values = lambda: [float(v.split()[0]) for v in column(browser, "table-noise-sigma", 2)]  # noqa: E731
+    assert len(set(values())) > 1  # distinct values: the sort has something to do
+    header.click()
+    assert values() == sorted(values())
+    assert header.get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert values() == sorted(values(), reverse=True)
+    assert header.get_attribute("aria-sort") == "descending"
+    norms = browser.find_elements(By.CSS_SELECTOR, "#table-noise-sigma thead th")[1]
+    norms.click()
+    assert column(browser, "table-noise-sigma", 1) == sorted(
+        column(browser, "table-noise-sigma", 1)
+    )

@@ -1,0 +1,295 @@
+"""Running suites end to end: resume, kill-and-resume, worker processes, Ray, regression checks
+and the leaderboard files. Uses a tiny suite (ResNet-20 width 4, a dozen steps per job)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from robustbench_norm.cli import main
+from robustbench_norm.execute import RunSettings, run_suite
+from robustbench_norm.report import JSON_SCHEMA, write_report
+from robustbench_norm.store import Store
+from robustbench_norm.suite import load_suite
+
+TINY = """
+name = "tiny"
+description = "test suite"
+models = ["resnet20"]
+width = 4
+batch_sizes = [128]
+seeds = [0, 1]
+test_limit = 100
+[[norms]]
+name = "bn"
+[[norms]]
+name = "gn"
+options = { groups = 2 }
+[[norms]]
+name = "gnplus"
+options = { groups = 2 }
+[train]
+steps = 12
+lr = 0.05
+log_every = 4
+[stability]
+every = 6
+etas = [0.1]
+[evaluate.noise]
+sigmas = [0.1]
+[evaluate.corruptions]
+names = ["contrast"]
+severities = [3]
+[[evaluate.attacks]]
+name = "fgsm"
+epsilons = [0.0, 0.0157]
+limit = 40
+"""
+
+
+def results_by_key(store: Store, run_id: int) -> dict:
+    out = {}
+    for r in store.results_of_run(run_id):
+        out[(r["key"], r["family"], r["name"], r["parameter"], r["metric"])] = r["value"]
+    return out
+
+
+def comparable(results: dict) -> dict:
+    """Results without wall-clock timings."""
+    return {k: v for k, v in results.items() if k[2] != "wall_seconds"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    path = root / "tiny.toml"
+    path.write_text(TINY)
+    cache = root / "cache"
+    settings = RunSettings(workdir=str(root / "work"), cache_dir=str(cache), quiet=True, threads=1)
+    with Store.open(root / "store.sqlite") as store:
+        summary = run_suite(load_suite(path), store, settings)
+        expected = comparable(results_by_key(store, summary.run_id))
+    return {"root": root, "suite": path, "cache": cache, "summary": summary, "results": expected}
+
+
+def test_run_finishes_every_job_and_a_rerun_reuses_them(tiny):
+    s = tiny["summary"]
+    assert (s.total, s.executed, s.reused, s.failed) == (6, 6, 0, [])
+    with Store.open(tiny["root"] / "store.sqlite") as store:
+        again = run_suite(load_suite(tiny["suite"]), store,
+                          RunSettings(workdir=str(tiny["root"] / "work"), quiet=True))  # fmt: skip
+        assert (again.executed, again.reused) == (0, 6)
+        assert comparable(results_by_key(store, again.run_id)) == tiny["results"]
+        n_jobs = store.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+    assert n_jobs == 6  # linked, not duplicated
+
+
+def test_killed_run_resumes_without_losing_or_duplicating_jobs(tiny, tmp_path):
+    store_path = tmp_path / "killed.sqlite"
+    cmd = [sys.executable, "-m", "robustbench_norm.cli", "run", str(tiny["suite"]),
+           "--store", str(store_path), "--workdir", str(tmp_path / "work"),
+           "--cache-dir", str(tiny["cache"]), "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done_before: dict = {}
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if store_path.exists():
+            try:
+                conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5)
+                rows = conn.execute(
+                    "SELECT id, key, updated FROM jobs WHERE status = 'done'"
+                ).fetchall()
+                conn.close()
+            except sqlite3.OperationalError:
+                continue
+            if len(rows) >= 2:
+                done_before = {key: (job_id, updated) for job_id, key, updated in rows}
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(done_before) < 6, "the run should be cut off part-way"
+    with Store.open(store_path) as store:
+        before = {k: v for k, v in results_by_key(store, 1).items() if k[0] in done_before}
+
+    finished = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert "reused" in finished.stdout
+    with Store.open(store_path) as store:
+        runs = store.runs()
+        assert [r["status"] for r in runs] == ["finished"]  # the same run, continued
+        jobs = store.jobs_of_run(1)
+        assert len(jobs) == 6 and {j["status"] for j in jobs} == {"done"}
+        for key, (job_id, updated) in done_before.items():
+            row = store.conn.execute(
+                "SELECT id, updated FROM jobs WHERE key = ?", (key,)
+            ).fetchall()
+            assert [tuple(r) for r in row] == [(job_id, updated)]  # not recomputed, not duplicated
+        after = results_by_key(store, 1)
+        assert {k: after[k] for k in before} == before
+        # same matrix as the fixture (values differ: the CLI trains with 2 threads, the fixture 1)
+        assert {k[0] for k in after} == {k[0] for k in tiny["results"]}
+
+
+def test_worker_processes_give_the_sequential_results(tiny, tmp_path):
+    settings = RunSettings(workdir=str(tmp_path / "work"), cache_dir=str(tiny["cache"]),
+                           quiet=True, threads=1)  # fmt: skip
+    with Store.open(tmp_path / "pool.sqlite") as store:
+        summary = run_suite(load_suite(tiny["suite"]), store, settings, jobs=2)
+        assert summary.executed == 6 and not summary.failed
+        assert comparable(results_by_key(store, summary.run_id)) == tiny["results"]
+
+
+def test_ray_executor_runs_the_matrix_with_the_same_results(tiny, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        settings = RunSettings(workdir=str(tmp_path / "work"), cache_dir=str(tiny["cache"]),
+                               quiet=True, threads=1)  # fmt: skip
+        with Store.open(tmp_path / "ray.sqlite") as store:
+            summary = run_suite(load_suite(tiny["suite"]), store, settings, executor="ray",
+                                ray_cpus=1)  # fmt: skip
+            assert summary.executed == 6 and not summary.failed
+            assert comparable(results_by_key(store, summary.run_id)) == tiny["results"]
+    finally:
+        ray.shutdown()
+
+
+REGRESSION = """
+name = "regress"
+models = ["resnet20"]
+width = 4
+batch_sizes = [128]
+seeds = [0]
+test_limit = 300
+[[norms]]
+name = "gnplus"
+options = {{ groups = 2{extra} }}
+[train]
+steps = 60
+lr = 0.05
+[evaluate.noise]
+sigmas = [0.1]
+"""
+
+
+def test_planted_regression_is_flagged_and_an_identical_rerun_passes(tmp_path, capsys):
+    good = tmp_path / "good.toml"
+    good.write_text(REGRESSION.format(extra=""))
+    # the planted regression: λ frozen at 1, i.e. GN+ reduced to plain GN
+    bad = tmp_path / "bad.toml"
+    bad.write_text(REGRESSION.format(extra=", lambda_init = 1.0, learn_lambda = false"))
+    store = tmp_path / "store.sqlite"
+    common = ["--store", str(store), "--workdir", str(tmp_path / "work"), "--quiet"]
+    assert main(["run", str(good), *common]) == 0  # run 1: the baseline
+    assert main(["run", str(bad), *common]) == 0  # run 2: the regressed layer
+    assert main(["run", str(good), "--fresh", *common]) == 0  # run 3: retrained from scratch
+    capsys.readouterr()
+
+    watch = ["--metrics", "clean/accuracy", "noise/accuracy"]
+    assert main(["check", "--baseline", f"{store}:1", "--candidate", f"{store}:2", *watch]) == 1
+    out = capsys.readouterr().out
+    assert "WORSE" in out and "clean/accuracy" in out and "McNemar exact" not in out.split("\n")[0]
+
+    assert main(["check", "--baseline", f"{store}:1", "--candidate", f"{store}:3", *watch]) == 0
+    out = capsys.readouterr().out
+    assert "0 worse" in out and "+0.0000" in out
+    with Store.open(store) as s:
+        jobs = [s.jobs_of_run(r)[0]["id"] for r in (1, 3)]
+    assert jobs[0] != jobs[1]  # the rerun really recomputed
+
+
+def test_report_writes_every_file_with_real_numbers(tiny, tmp_path):
+    out = tmp_path / "lb"
+    with Store.open(tiny["root"] / "store.sqlite") as store:
+        paths = write_report(store, 1, out)
+    names = {p.name for p in paths}
+    assert {"README.md", "results.csv", "results.json", "index.html"} <= names
+    assert {
+        "corruptions.png",
+        "attacks.png",
+        "training.png",
+        "stability.png",
+        "lambda.png",
+    } <= names
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["schema"] == JSON_SCHEMA
+    assert {"suite", "run", "jobs", "leaderboards", "claims", "results"} <= set(doc)
+    assert doc["run"]["provenance"]["torch"].startswith("2.14.1")
+    boards = {b["id"]: b for b in doc["leaderboards"]}
+    clean = boards["clean"]
+    assert {r["norm"] for r in clean["rows"]} == {"bn", "gn", "gnplus"}
+    accs = {r["norm"]: next(iter(r["cells"].values()))["mean"] for r in clean["rows"]}
+    expected = {
+        k[0]: v for k, v in tiny["results"].items() if k[1:] == ("clean", "clean", None, "accuracy")
+    }
+    assert sorted(accs.values()) == sorted(
+        round(sum(v for kk, v in expected.items() if kk in keys) / 2, 6)
+        for keys in _keys_by_norm(tiny)
+    )
+    # the reference model's mCE against itself is exactly 1
+    bn_mce = next(r for r in boards["mce"]["rows"] if r["norm"] == "bn")
+    assert next(iter(bn_mce["cells"].values()))["mean"] == pytest.approx(1.0)
+    assert [c["verdict"] for c in doc["claims"]] and len(doc["claims"]) == 4
+    readme = (out / "README.md").read_text()
+    assert "## Claims of the GN+ paper" in readme and "| 1 |" in readme and "★" in readme
+
+
+def _keys_by_norm(tiny) -> list[set]:
+    with Store.open(tiny["root"] / "store.sqlite") as store:
+        jobs = store.jobs_of_run(1)
+    by_norm: dict[str, set] = {}
+    for j in jobs:
+        by_norm.setdefault(j["norm"], set()).add(j["key"])
+    return list(by_norm.values())
+
+
+def test_a_failing_job_is_recorded_and_the_run_exits_3(tmp_path, capsys):
+    suite = tmp_path / "fails.toml"
+    suite.write_text(TINY.replace('name = "tiny"', 'name = "fails"\ndataset = "cifar10"')
+                     .replace("seeds = [0, 1]", "seeds = [0]")
+                     .split("[evaluate.noise]")[0])  # fmt: skip
+    env_root = tmp_path / "no-data"
+    os.environ["ROBUSTBENCH_NORM_CACHE"] = str(env_root)
+    try:
+        code = main(["run", str(suite), "--store", str(tmp_path / "s.sqlite"),
+                     "--workdir", str(tmp_path / "w"), "--quiet"])  # fmt: skip
+    finally:
+        del os.environ["ROBUSTBENCH_NORM_CACHE"]
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "dataset 'cifar10'" in err and "--download" in err
+    with Store.open(tmp_path / "s.sqlite") as store:
+        assert {j["status"] for j in store.jobs_of_run(1)} == {"failed"}
+
+
+def test_cli_plan_list_and_report(tiny, tmp_path, capsys):
+    assert main(["plan", str(tiny["suite"])]) == 0
+    assert "6 jobs" in capsys.readouterr().out
+    store = str(tiny["root"] / "store.sqlite")
+    assert main(["list", "runs", "--store", store]) == 0
+    assert "tiny" in capsys.readouterr().out
+    for what in ("models", "datasets", "corruptions", "attacks"):
+        assert main(["list", what]) == 0
+    assert "pgd_linf" in capsys.readouterr().out
+    out = tmp_path / "lb"
+    assert main(["report", "--store", store, "--suite", "tiny", "--out", str(out)]) == 0
+    assert (out / "store.sqlite").exists() and (out / "index.html").exists()
+    assert main(["report", "--store", store, "--suite", "nope"]) == 2
+
+
+def test_suite_errors_exit_2_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace("width = 4", "widht = 4"))
+    assert main(["run", str(bad), "--store", str(tmp_path / "s.sqlite")]) == 2
+    assert "widht: unknown key" in capsys.readouterr().err
+    assert not (tmp_path / "s.sqlite").exists()
+    assert not Path("results/checkpoints").joinpath("x").exists()

@@ -1,0 +1,136 @@
+"""The SQLite store: schema versions, whole-or-nothing jobs, concurrent writers, export."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+
+import numpy as np
+import pytest
+
+from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.store import JobOutcome, Store, pack_flags, unpack_flags
+
+LABELS = {"model": "resnet20", "norm": "bn", "batch_size": 64, "seed": 0, "regularizer": "none"}
+
+
+def outcome(key: str, n: int = 3, value: float = 0.5) -> JobOutcome:
+    rows = [{"family": "clean", "name": "clean", "parameter": None, "metric": "accuracy",
+             "value": value}] + [{"family": "noise", "name": "gaussian_noise", "parameter": 0.1 * i,
+                                  "metric": "accuracy", "value": value / (i + 1)} for i in range(n)]  # fmt: skip
+    flags = [("clean", "clean", None, np.arange(37) % 3 == 0)]
+    return JobOutcome(key, "done", None, None, 1.0, {"loss": [1.0]}, [], rows, flags, ["w"])
+
+
+def test_flags_round_trip_exactly():
+    for n in (1, 7, 8, 9, 1000):
+        f = np.random.default_rng(n).random(n) < 0.5
+        assert np.array_equal(unpack_flags(pack_flags(f), n), f)
+
+
+def test_record_and_read_back(tmp_path):
+    with Store.open(tmp_path / "s.sqlite") as store:
+        run = store.start_run("suite", "h", "toml", {"git_sha": "x"})
+        job = store.add_job(run, "k1", {"a": 1}, LABELS, "pending")
+        store.record(job, outcome("k1"))
+        store.finish_run(run)
+        assert store.finished_job("k1") == job
+        assert len(store.results_of_run(run)) == 4
+        assert np.array_equal(
+            store.flags_of_job(job)[("clean", "clean", None)], np.arange(37) % 3 == 0
+        )
+        (jobrow,) = store.jobs_of_run(run)
+        assert jobrow["status"] == "done" and jobrow["warnings"] == ["w"]
+        assert store.resolve_run("latest", "suite") == run
+
+
+def test_a_failure_inside_record_leaves_nothing_behind(tmp_path):
+    with Store.open(tmp_path / "s.sqlite") as store:
+        run = store.start_run("suite", "h", "toml", {})
+        job = store.add_job(run, "k1", {}, LABELS, "running")
+        bad = outcome("k1")
+        bad.flags.append(("noise", "x", None, None))  # cannot be packed: raises mid-transaction
+        with pytest.raises(TypeError):
+            store.record(job, bad)
+        assert store.results_of_run(run) == []
+        assert store.flags_of_job(job) == {}
+        assert store.jobs_of_run(run)[0]["status"] == "running"
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    with Store.open(path) as store:
+        run = store.start_run(f"suite{worker}", "h", "toml", {})
+        for i in range(count):
+            key = f"w{worker}-{i}"
+            job = store.add_job(run, key, {}, LABELS, "running")
+            store.record(job, outcome(key, n=20, value=i / count))
+        store.finish_run(run)
+
+
+def test_two_processes_writing_one_store_at_once(tmp_path):
+    path = str(tmp_path / "shared.sqlite")
+    Store.open(path).close()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w, 40)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0] == 80
+    assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 80 * 21
+    assert conn.execute("SELECT COUNT(DISTINCT key) FROM jobs").fetchone()[0] == 80
+
+
+def test_schema_version_mismatch_is_a_clear_error(tmp_path):
+    path = tmp_path / "s.sqlite"
+    Store.open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(RobustBenchError, match="schema version 99, written by a newer"):
+        Store.open(path)
+
+
+def test_a_foreign_sqlite_file_or_garbage_is_refused(tmp_path):
+    foreign = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE people (name TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(RobustBenchError, match="not a robustbench-norm store"):
+        Store.open(foreign)
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(RobustBenchError, match="not a robustbench-norm store"):
+        Store.open(garbage)
+    with pytest.raises(RobustBenchError, match="does not exist"):
+        Store.open(tmp_path / "missing.sqlite", create=False)
+
+
+def test_export_run_copies_exactly_one_run(tmp_path):
+    with Store.open(tmp_path / "s.sqlite") as store:
+        runs = []
+        for r in range(2):
+            run = store.start_run("suite", "h", "toml", {})
+            job = store.add_job(run, f"k{r}", {}, LABELS, "running")
+            store.record(job, outcome(f"k{r}", value=0.1 * (r + 1)))
+            store.finish_run(run)
+            runs.append(run)
+        dest = store.export_run(runs[1], tmp_path / "published.sqlite")
+        # a run that reused a job brings the run that computed it along (its provenance)
+        third = store.start_run("suite", "h", "toml", {})
+        store.link(third, "k0", store.finished_job("k0"))
+        store.finish_run(third)
+        store.export_run(third, tmp_path / "reused.sqlite")
+    with Store.open(tmp_path / "reused.sqlite") as pub:
+        assert [r["id"] for r in pub.runs()] == [runs[0], third]
+        assert pub.resolve_run("latest") == third
+    with Store.open(dest) as pub:
+        assert [r["id"] for r in pub.runs()] == [runs[1]]
+        rows = pub.results_of_run(runs[1])
+        assert {r["key"] for r in rows} == {"k1"} and len(rows) == 4
+    assert not (tmp_path / "published.sqlite-wal").exists()
