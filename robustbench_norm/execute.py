@@ -86,9 +86,18 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
                 rows.append(_row("stability", name, None, "mean", sum(values) / len(values)))
 
         def outcome(status: str, flags: list, warnings: list) -> JobOutcome:
-            return JobOutcome(job.key, status, None, str(result.checkpoint),
-                              time.perf_counter() - started, log, result.stability, rows, flags,
-                              warnings)  # fmt: skip
+            return JobOutcome(
+                job.key,
+                status,
+                None,
+                str(result.checkpoint),
+                time.perf_counter() - started,
+                log,
+                result.stability,
+                rows,
+                flags,
+                warnings,
+            )
 
         if result.status == "diverged":
             rows.append(_row("train", "diverged", None, "step", result.diverged_step))

@@ -86,7 +86,8 @@ class Table:
 
 
 def _num(x: float) -> float | None:
-    return None if math.isnan(x) else round(float(x), 6)
+    """JSON has no NaN or infinity (a diverged run can produce both): they become null."""
+    return round(float(x), 6) if math.isfinite(x) else None
 
 
 def setting_name(row: pd.Series | dict, vary: list[str]) -> str:

@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -291,5 +290,21 @@ def test_suite_errors_exit_2_before_any_work(tmp_path, capsys):
     bad.write_text(TINY.replace("width = 4", "widht = 4"))
     assert main(["run", str(bad), "--store", str(tmp_path / "s.sqlite")]) == 2
     assert "widht: unknown key" in capsys.readouterr().err
-    assert not (tmp_path / "s.sqlite").exists()
-    assert not Path("results/checkpoints").joinpath("x").exists()
+    assert not (tmp_path / "s.sqlite").exists()  # rejected before the store was even created
+
+
+def test_a_run_whose_jobs_diverge_still_gets_a_leaderboard(tmp_path):
+    text = TINY.replace("lr = 0.05", "lr = 1e8").replace("seeds = [0, 1]", "seeds = [0]")
+    path = tmp_path / "diverge.toml"
+    path.write_text(text.replace('name = "tiny"', 'name = "diverge"'))
+    with Store.open(tmp_path / "s.sqlite") as store:
+        summary = run_suite(
+            load_suite(path), store, RunSettings(workdir=str(tmp_path / "w"), quiet=True)
+        )
+        assert len(summary.diverged) >= 1
+        write_report(store, summary.run_id, tmp_path / "lb")
+    doc = json.loads((tmp_path / "lb" / "results.json").read_text())  # strict JSON: no NaN
+    stability = next(b for b in doc["leaderboards"] if b["id"] == "stability")
+    diverged = {r["norm"]: r["cells"]["diverged runs"]["mean"] for r in stability["rows"]}
+    assert sum(diverged.values()) == len(summary.diverged)
+    assert "diverged" in (tmp_path / "lb" / "README.md").read_text()
