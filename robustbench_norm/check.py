@@ -59,8 +59,6 @@ def parse_run_ref(ref: str, default_store: str | Path = DEFAULT_STORE) -> tuple[
 def _scores(flags: dict, family: str, metric: str) -> dict[tuple[str, float | None], np.ndarray]:
     """Per-example scores for ``family/metric``, keyed by (condition name, parameter)."""
     mine = {(n, p): f.astype(float) for (fam, n, p), f in flags.items() if fam == family}
-    if family == "clean" and metric == "accuracy":
-        return mine
     if metric in ("accuracy", "robust_accuracy"):
         return mine
     if family == "noise" and metric == "mean_accuracy":

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from robustbench_norm.data import default_cache_dir, load_split
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.evaluate import CleanSpec, evaluate
@@ -56,8 +58,6 @@ class RunSummary:
 def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
     """Train one job (or reuse its checkpoint) and run every evaluation. Never raises for a
     problem inside the job: it comes back as status "failed" with the error text."""
-    import torch
-
     if settings.threads:
         torch.set_num_threads(settings.threads)
     started = time.perf_counter()

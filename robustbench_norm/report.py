@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,6 @@ def build_report(store: Store, run_id: int, alpha: float = 0.05) -> Report:
     run = store.run(run_id)
     frame, jobs = load_frame(store, run_id)
     order = list(dict.fromkeys(j["norm"] for j in jobs))
-    import tomllib
-
     toml = tomllib.loads(run["suite_toml"])
     reference = toml.get("reference", "bn" if "bn" in order else None)
     done = frame[frame.status == "done"]

@@ -23,6 +23,7 @@ from robustbench_norm.data import dataset_info
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec
 from robustbench_norm.models import build_model
+from robustbench_norm.norms import make_norm
 from robustbench_norm.perturb.attacks import AttackSpec
 from robustbench_norm.specs import code_version, spec_key
 from robustbench_norm.sweeps import regularization_sweep, regularizer_label
@@ -306,8 +307,6 @@ def _norms(r: _Reader, raw: dict) -> list[tuple[str, str, dict]]:
         name = r.value(t, "name", str, path, required=True)
         options = r.value(t, "options", dict, path, default={})
         label = r.value(t, "label", str, path, default=name)
-        from robustbench_norm.norms import make_norm
-
         r.guard(
             f"{path}.name",
             make_norm,

@@ -28,6 +28,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from robustbench_norm.errors import NormInputError, RobustBenchError
+
 #: ``coefficients(mean, var, *params) -> (a, b)``; mean/var are (N, C) float tensors and
 #: a/b must broadcast to (N, C).
 CoefficientFn = Callable[..., tuple[Tensor, Tensor]]
@@ -115,8 +117,6 @@ def update_running_stats(
 def check_trainable_batch(x: Tensor, count: int) -> None:
     """Raise the error BatchNorm2d raises when a batch statistic would be over a single value."""
     if count <= 1:
-        from robustbench_norm.errors import NormInputError
-
         raise NormInputError(
             "Expected more than 1 value per channel when training, got input size "
             f"{tuple(x.shape)}: use a batch with N·H·W > 1 or call .eval()"
@@ -212,8 +212,6 @@ def moment_affine(
     keeps the input's dtype.
     """
     if impl not in ("fused", "autograd"):
-        from robustbench_norm.errors import RobustBenchError
-
         raise RobustBenchError(f"impl={impl!r} is not one of 'fused', 'autograd'")
     with torch.autocast(device_type=x.device.type, enabled=False):
         needs_grad = torch.is_grad_enabled() and (
