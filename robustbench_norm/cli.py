@@ -22,7 +22,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.what == "runs":
         from robustbench_norm.store import Store
 
-        with Store.open(args.store, create=False) as store:
+        with Store.open(args.store, read_only=True) as store:
             for r in store.runs():
                 print(
                     f"{r['id']:>4}  {r['suite']:<12}{r['status']:<10}{r['started']}  "
@@ -123,7 +123,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from robustbench_norm.report import write_report
     from robustbench_norm.store import Store
 
-    with Store.open(args.store, create=False) as store:
+    with Store.open(args.store, read_only=True) as store:
         run_id = store.resolve_run(args.run, args.suite)
         suite = store.run(run_id)["suite"]
         out = Path(args.out or Path("leaderboards") / suite)
@@ -158,7 +158,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             )
     bpath, bref = parse_run_ref(baseline, args.store)
     cpath, cref = parse_run_ref(args.candidate, args.store)
-    with Store.open(bpath, create=False) as bstore, Store.open(cpath, create=False) as cstore:
+    with Store.open(bpath, read_only=True) as bstore, Store.open(cpath, read_only=True) as cstore:
         brun, crun = bstore.resolve_run(bref), cstore.resolve_run(cref)
         rows = compare_runs((bstore, brun), (cstore, crun), watch, alpha, tolerance)
     print(

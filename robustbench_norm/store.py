@@ -139,21 +139,29 @@ class Store:
         self.conn = conn
 
     @classmethod
-    def open(cls, path: str | Path = DEFAULT_STORE, create: bool = True) -> Store:
+    def open(
+        cls, path: str | Path = DEFAULT_STORE, create: bool = True, read_only: bool = False
+    ) -> Store:
+        """Open (or create) a store. ``read_only`` never writes to the file, not even its
+        journal mode: a published baseline stays byte-for-byte as committed."""
         path = Path(path)
-        if not path.exists() and not create:
+        if not path.exists() and (not create or read_only):
             raise RobustBenchError(f"store {path} does not exist; run a suite first (--store)")
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+            if read_only:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, timeout=60, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 60000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA foreign_keys = ON")
+            if not read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as e:
             raise RobustBenchError(f"{path} is not a robustbench-norm store ({e})") from e
         store = cls(path, conn)
-        store._migrate()
+        store._migrate(read_only)
         return store
 
     def close(self) -> None:
@@ -187,7 +195,7 @@ class Store:
         else:
             self.conn.execute("COMMIT")
 
-    def _migrate(self) -> None:
+    def _migrate(self, read_only: bool = False) -> None:
         try:
             row = self.conn.execute(
                 "SELECT value FROM meta WHERE key = 'schema_version'"
@@ -200,7 +208,7 @@ class Store:
             tables = self.conn.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'"
             ).fetchall()
-            if tables and "meta" not in {t["name"] for t in tables}:
+            if read_only or (tables and "meta" not in {t["name"] for t in tables}):
                 raise RobustBenchError(
                     f"{self.path} is an SQLite file but not a robustbench-norm store; "
                     "pass another --store"

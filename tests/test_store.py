@@ -134,3 +134,18 @@ def test_export_run_copies_exactly_one_run(tmp_path):
         rows = pub.results_of_run(runs[1])
         assert {r["key"] for r in rows} == {"k1"} and len(rows) == 4
     assert not (tmp_path / "published.sqlite-wal").exists()
+
+
+def test_read_only_open_leaves_a_published_store_byte_for_byte(tmp_path):
+    with Store.open(tmp_path / "s.sqlite") as store:
+        run = store.start_run("suite", "h", "toml", {})
+        store.record(store.add_job(run, "k", {}, LABELS, "running"), outcome("k"))
+        store.finish_run(run)
+        published = store.export_run(run, tmp_path / "published.sqlite")
+    before = published.read_bytes()
+    with Store.open(published, read_only=True) as pub:
+        assert pub.resolve_run("latest") == run
+        assert len(pub.results_of_run(run)) == 4
+    assert published.read_bytes() == before
+    with pytest.raises(RobustBenchError, match="does not exist"):
+        Store.open(tmp_path / "nope.sqlite", read_only=True)
