@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -308,3 +309,28 @@ def test_a_run_whose_jobs_diverge_still_gets_a_leaderboard(tmp_path):
     diverged = {r["norm"]: r["cells"]["diverged runs"]["mean"] for r in stability["rows"]}
     assert sum(diverged.values()) == len(summary.diverged)
     assert "diverged" in (tmp_path / "lb" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_real_smoke_suite_through_ray(tmp_path):
+    """suites/smoke.toml itself on a local 2-CPU Ray (about 3 minutes; `make test-slow`)."""
+    ray = pytest.importorskip("ray")
+    suite = load_suite(Path(__file__).parents[1] / "suites" / "smoke.toml")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        with Store.open(tmp_path / "ray.sqlite") as store:
+            summary = run_suite(
+                suite,
+                store,
+                RunSettings(workdir=str(tmp_path / "w"), cache_dir=str(tmp_path / "c"), quiet=True),
+                executor="ray",
+            )
+            assert (summary.executed, summary.failed) == (6, [])
+            paths = write_report(store, summary.run_id, tmp_path / "lb")
+    finally:
+        ray.shutdown()
+    doc = json.loads((tmp_path / "lb" / "results.json").read_text())
+    clean = next(b for b in doc["leaderboards"] if b["id"] == "clean")
+    assert {r["norm"] for r in clean["rows"]} == {"bn", "gn", "gnplus"}
+    assert all(0.1 < next(iter(r["cells"].values()))["mean"] <= 1.0 for r in clean["rows"])
+    assert len(paths) >= 8
