@@ -22,7 +22,7 @@ import torch
 import torchvision
 from torch import nn
 
-from robustbench_norm.norms import available, convert_norms, make_norm
+from robustbench_norm.norms import available, convert_norms, make_norm, norm_options
 
 RESNET18_SHAPES = [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)]
 SKIP = {"none"}
@@ -53,7 +53,7 @@ def timed_round_robin(
 
 
 def options_for(name: str) -> dict:
-    return {"groups": 32} if name in {"gn", "gnplus", "bgn", "cn", "evonorm_s0"} else {}
+    return {"groups": 32} if "groups" in (norm_options(name) or []) else {}
 
 
 def layer_step(name: str, batch: int, args, device) -> Callable[[], None]:

@@ -14,9 +14,8 @@ import tempfile
 
 import torch
 
+from robustbench_norm.norms import norm_options
 from robustbench_norm.train import TrainSpec, train
-
-GROUPED = {"gn", "gnplus", "bgn", "cn", "evonorm_s0"}
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
                 model=args.model,
                 width=args.width,
                 norm=norm,
-                norm_options={"groups": "auto"} if norm in GROUPED else {},
+                norm_options={"groups": "auto"} if "groups" in (norm_options(norm) or []) else {},
                 batch_size=args.batch_size,
                 epochs=1,
             )

@@ -146,9 +146,14 @@ def read_idx(path: Path) -> np.ndarray:
 Loader = Callable[[str, Path | None, bool, Path], tuple[np.ndarray, np.ndarray]]
 
 
+def embedded_file(name: str) -> Path:
+    """A file shipped in the package's ``embedded/`` folder (the subset, its manifest, license)."""
+    with resources.as_file(resources.files("robustbench_norm") / "embedded" / name) as path:
+        return Path(path)
+
+
 def _load_embedded(split, data_root, download, cache_dir):
-    ref = resources.files("robustbench_norm") / "embedded" / EMBEDDED_FILE
-    with resources.as_file(ref) as path, np.load(path) as z:
+    with np.load(embedded_file(EMBEDDED_FILE)) as z:
         return z[f"{split}_images"], z[f"{split}_labels"].astype(np.int64)
 
 

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +57,3 @@ def spec_key(spec: Any, code: str) -> str:
     """The 16-hex-digit identity of a spec run with code version ``code``."""
     payload = canonical_json({"spec": spec, "code": code})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def embedded_file(name: str) -> Path:
-    with resources.as_file(resources.files("robustbench_norm") / "embedded" / name) as p:
-        return Path(p)

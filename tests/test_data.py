@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from robustbench_norm import data
-from robustbench_norm.data import DEBIAN_FASHION_MNIST, dataset_info, load_split
+from robustbench_norm.data import DEBIAN_FASHION_MNIST, dataset_info, embedded_file, load_split
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.specs import embedded_file
 
 MANIFEST = json.loads(embedded_file("fashion_mnist_mini.json").read_text())
 HAVE_SOURCE = (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists()
