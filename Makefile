@@ -1,13 +1,17 @@
 # Two commands: `make run` (the main job on the embedded data) and `make test`.
 # Both create .venv on first use; later calls reuse it (the stamp tracks pyproject.toml).
+# Runs and their reports go to results/ (untracked); `make publish` is the one step that
+# writes the committed leaderboards/smoke/.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/robustbench-norm
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-slow lint format bench clean
+.PHONY: setup run check publish test test-slow lint format bench calibrate clean
 
 $(STAMP): pyproject.toml
+	@echo "setting up $(VENV) (first time: a few minutes, mostly torch)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,ray]'
@@ -18,8 +22,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(VENV)/bin/robustbench-norm run suites/smoke.toml
-	$(VENV)/bin/robustbench-norm report --suite smoke
+	$(CLI) run suites/smoke.toml
+	$(CLI) report --suite smoke
+
+# the regression gate: the latest smoke run against the published smoke leaderboard
+check: setup
+	$(CLI) check --suite suites/smoke.toml --candidate latest
+
+publish: setup
+	$(CLI) report --suite smoke --publish
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q
@@ -37,6 +48,9 @@ format: setup
 
 bench: setup
 	$(PY) benchmarks/norm_speed.py
+
+calibrate: setup
+	$(PY) benchmarks/gate_calibration.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

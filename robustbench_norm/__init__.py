@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from robustbench_norm.version import __version__
 
 #: public name → module that defines it
 _EXPORTS = {
@@ -40,8 +40,8 @@ _EXPORTS = {
     "run_suite": "execute",
     "RunSettings": "execute",
     "Store": "store",
-    "write_report": "report",
-    "compare_runs": "check",
+    "write_report": "reporting.report",
+    "compare_runs": "reporting.check",
 }
 
 __all__ = [
@@ -91,7 +91,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from robustbench_norm.check import compare_runs
     from robustbench_norm.data import load_split
     from robustbench_norm.errors import NormInputError, RobustBenchError
     from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec, evaluate
@@ -110,7 +109,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         register_norm,
     )
     from robustbench_norm.perturb.attacks import AttackSpec
-    from robustbench_norm.report import write_report
+    from robustbench_norm.reporting.check import compare_runs
+    from robustbench_norm.reporting.report import write_report
     from robustbench_norm.store import Store
     from robustbench_norm.suite import load_suite
     from robustbench_norm.train import TrainSpec, load_trained, train

@@ -120,13 +120,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from robustbench_norm.report import write_report
+    from robustbench_norm.reporting.report import write_report
     from robustbench_norm.store import Store
 
     with Store.open(args.store, read_only=True) as store:
         run_id = store.resolve_run(args.run, args.suite)
         suite = store.run(run_id)["suite"]
-        out = Path(args.out or Path("leaderboards") / suite)
+        root = Path("leaderboards") if args.publish else Path("results") / "leaderboards"
+        out = Path(args.out or root / suite)
         paths = write_report(store, run_id, out)
         store.export_run(run_id, out / "store.sqlite")
     print(
@@ -134,46 +135,83 @@ def _cmd_report(args: argparse.Namespace) -> int:
         + ", ".join(p.name for p in paths)
         + ", store.sqlite"
     )
+    if not args.publish and args.out is None:
+        print(f"publish it into leaderboards/{suite}/ with: report --suite {suite} --publish")
     return EXIT_OK
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from robustbench_norm.check import compare_runs, format_table, parse_run_ref
-    from robustbench_norm.store import Store
-    from robustbench_norm.suite import DEFAULT_WATCH, load_suite
-
-    settings = load_suite(args.suite).check if args.suite else None
-    baseline = args.baseline or (settings.baseline if settings else None)
-    if baseline is None:
-        raise RobustBenchError("check: --baseline is required (or a suite with [check].baseline)")
-    watch = tuple(args.metrics or (settings.metrics if settings else DEFAULT_WATCH))
-    alpha = args.alpha if args.alpha is not None else (settings.alpha if settings else 0.05)
-    tolerance = (
-        args.tolerance if args.tolerance is not None else (settings.tolerance if settings else 0.0)
+    from robustbench_norm.reporting.check import (
+        GateSettings,
+        compare_runs,
+        format_report,
+        parse_run_ref,
     )
-    for m in watch:
-        if m.count("/") != 1:
-            raise RobustBenchError(
-                f"check: metric {m!r} must be FAMILY/METRIC, e.g. clean/accuracy"
-            )
+    from robustbench_norm.store import Store
+    from robustbench_norm.suite import CheckSettings, load_suite
+
+    suite = load_suite(args.suite) if args.suite else None
+    defaults = suite.check if suite else CheckSettings()
+    baseline = args.baseline or defaults.baseline
+    if baseline is None:
+        raise RobustBenchError(
+            "check: --baseline is required (or a suite with [check].baseline), e.g. "
+            "--baseline leaderboards/smoke/store.sqlite:latest"
+        )
+    settings = GateSettings(
+        primary=tuple(args.metrics or defaults.primary),
+        secondary=tuple(defaults.secondary if args.secondary is None else args.secondary),
+        alpha=defaults.alpha if args.alpha is None else args.alpha,
+        tolerance=defaults.tolerance if args.tolerance is None else args.tolerance,
+        detect=defaults.detect if args.detect is None else args.detect,
+        accept_changes=args.accept_changes,
+    )
+    settings.validate()  # before any store is opened: a usage error costs nothing
     bpath, bref = parse_run_ref(baseline, args.store)
     cpath, cref = parse_run_ref(args.candidate, args.store)
     with Store.open(bpath, read_only=True) as bstore, Store.open(cpath, read_only=True) as cstore:
-        brun, crun = bstore.resolve_run(bref), cstore.resolve_run(cref)
-        rows = compare_runs((bstore, brun), (cstore, crun), watch, alpha, tolerance)
-    print(
-        f"baseline {bpath}:{brun}  vs  candidate {cpath}:{crun}  "
-        f"(α = {alpha}, tolerance = {tolerance})"
-    )
-    print(format_table(rows))
+        # with --suite, `latest` means the newest run of that suite in each store
+        name = suite.name if suite else None
+        brun, crun = bstore.resolve_run(bref, name), cstore.resolve_run(cref, name)
+        report = compare_runs((bstore, brun), (cstore, crun), settings)
+    if args.json == "-":
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(format_report(report))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    return EXIT_REGRESSION if report.regression else EXIT_OK
+
+
+def _cmd_fingerprint(args: argparse.Namespace) -> int:
+    from robustbench_norm.norms.fingerprint import compare_fingerprints, fingerprints, signature
+    from robustbench_norm.reporting.check import parse_run_ref
+    from robustbench_norm.store import Store
+    from robustbench_norm.suite import load_suite
+
+    suite = load_suite(args.suite)
+    prints = fingerprints(suite.norm_configs())
     if args.json:
-        Path(args.json).write_text(json.dumps([r.to_dict() for r in rows], indent=1) + "\n")
-    worse = [r for r in rows if r.verdict == "worse"]
-    print(
-        f"\n{len(rows)} comparisons: {len(worse)} worse, "
-        f"{sum(r.verdict == 'better' for r in rows)} better"
-    )
-    return EXIT_REGRESSION if worse else EXIT_OK
+        Path(args.json).write_text(json.dumps(prints, indent=1) + "\n")
+    if args.compare is None:
+        print(f"fingerprints of suite {suite.name!r} (canary losses over 3 float64 SGD steps):")
+        for label, fp in prints.items():
+            print(f"  {label:<18}{len(fp['entries']):>4} entries   {signature(fp)}")
+        return EXIT_OK
+    path, ref = parse_run_ref(args.compare, args.store)
+    with Store.open(path, read_only=True) as store:
+        run_id = store.resolve_run(ref)
+        stored = store.fingerprints_of_run(run_id)
+    if not stored:
+        raise RobustBenchError(
+            f"run {run_id} of {path} has no fingerprints (made before they existed); compare "
+            "with a newer run"
+        )
+    diffs = compare_fingerprints(stored, prints)
+    print(f"this code's layers vs the fingerprints of {path}:{run_id}")
+    for d in diffs:
+        print(f"  {d.label:<18}{d.describe()}")
+    return EXIT_REGRESSION if any(d.status == "changed" for d in diffs) else EXIT_OK
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -309,6 +347,9 @@ def _add_device_and_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+RAW = argparse.RawDescriptionHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="robustbench-norm",
@@ -319,8 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_plan(sub)
+    _add_report(sub)
+    _add_check(sub)
+    _add_fingerprint(sub)
+    _add_list(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    return parser
 
-    raw = argparse.RawDescriptionHelpFormatter
+
+def _add_run(sub) -> None:
     p = sub.add_parser(
         "run",
         help="run a suite into the results store (resumes by default)",
@@ -330,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  robustbench-norm run suites/smoke.toml\n"
         "  robustbench-norm run suites/nightly.toml --device cuda --jobs 2\n"
         "  robustbench-norm run suites/smoke.toml --executor ray --ray-address auto",
-        formatter_class=raw,
+        formatter_class=RAW,
     )
     p.add_argument("suite", help="a suite TOML file")
     p.add_argument("--store", default=str(DEFAULT_STORE_PATH), help="SQLite results store")
@@ -355,60 +406,111 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_and_data(p)
     p.set_defaults(func=_cmd_run)
 
+
+def _add_plan(sub) -> None:
     p = sub.add_parser(
         "plan",
         help="print a suite's job matrix and work without running it",
         description="Validate a suite and print its jobs and the work they imply.\n\n"
         "example:\n  robustbench-norm plan suites/nightly.toml",
-        formatter_class=raw,
+        formatter_class=RAW,
     )
     p.add_argument("suite")
     p.set_defaults(func=_cmd_plan)
 
+
+def _add_report(sub) -> None:
     p = sub.add_parser(
         "report",
-        help="write a run's leaderboard (README, CSV, JSON, HTML, plots)",
-        description="Write the leaderboard of a finished run to leaderboards/<suite>/ (or "
-        "--out), with the run exported as store.sqlite beside it.\n\nexamples:\n"
+        help="write a run's leaderboard (README, CSV, JSON, HTML, plots, fingerprints)",
+        description="Write the leaderboard of a finished run, with the run exported as "
+        "store.sqlite beside it. By default it goes to results/leaderboards/<suite>/ (untracked); "
+        "--publish writes the committed leaderboards/<suite>/ instead.\n\nexamples:\n"
         "  robustbench-norm report --suite smoke\n"
+        "  robustbench-norm report --suite smoke --publish\n"
         "  robustbench-norm report --run 12 --out /tmp/lb",
-        formatter_class=raw,
+        formatter_class=RAW,
     )
     p.add_argument("--suite", default=None, help="latest run of this suite (default: any)")
     p.add_argument("--run", default="latest", help="run id, latest or previous")
     p.add_argument("--store", default=str(DEFAULT_STORE_PATH))
-    p.add_argument("--out", default=None, help="default leaderboards/<suite>")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, help="default results/leaderboards/<suite>")
+    where.add_argument(
+        "--publish", action="store_true", help="write leaderboards/<suite>/ (the published one)"
+    )
     p.set_defaults(func=_cmd_report)
 
+
+def _add_check(sub) -> None:
     p = sub.add_parser(
         "check",
-        help="regression check: candidate run vs baseline run (exit 1 if worse)",
-        description="Compare two runs per norm and metric with paired tests; exit code 1 "
-        "when any watched metric is significantly worse beyond the tolerance. RUN is "
-        "[STORE:]ID, latest or previous.\n\nexamples:\n"
-        "  robustbench-norm check --baseline leaderboards/smoke/store.sqlite:latest "
-        "--candidate latest\n"
+        help="regression gate: candidate run vs baseline run (exit 1 on a regression)",
+        description="Is the candidate worse than the baseline? Three tiers: completeness "
+        "(every setting the baseline finished, the candidate finished), layer fingerprints "
+        "(exact: did a layer's function change?), then one-sided Welch tests with training runs "
+        "as units, Holm-corrected over the primary metrics. RUN is [STORE:]ID, latest or "
+        "previous; `latest` is the newest run and must be finished.\n\n"
+        "exit codes: 0 pass, 1 regression, 2 usage error\n\nexamples:\n"
         "  robustbench-norm check --suite suites/smoke.toml --candidate latest\n"
+        "  robustbench-norm check --baseline leaderboards/smoke/store.sqlite:latest "
+        "--candidate results/robustbench.sqlite:latest --json -\n"
         "  robustbench-norm check --baseline 3 --candidate 4 --metrics clean/accuracy "
         "--tolerance 0.01",
-        formatter_class=raw,
+        formatter_class=RAW,
     )
     p.add_argument("--baseline", default=None, help="default: the suite's [check].baseline")
     p.add_argument("--candidate", default="latest")
-    p.add_argument("--suite", default=None, help="take metrics/alpha/tolerance from this suite")
-    p.add_argument("--metrics", nargs="+", default=None, metavar="FAMILY/METRIC")
-    p.add_argument("--alpha", type=float, default=None)
-    p.add_argument("--tolerance", type=float, default=None, help="absolute Δ ignored")
+    p.add_argument("--suite", default=None, help="take the [check] settings from this suite")
+    p.add_argument(
+        "--metrics", nargs="+", default=None, metavar="FAMILY/METRIC", help="primary metrics"
+    )
+    p.add_argument(
+        "--secondary", nargs="*", default=None, metavar="FAMILY/METRIC", help="reported only"
+    )
+    p.add_argument("--alpha", type=float, default=None, help="family-wise error (default 0.05)")
+    p.add_argument(
+        "--tolerance", type=float, default=None, help="δ: a drop up to δ is no regression"
+    )
+    p.add_argument(
+        "--detect", type=float, default=None, help="the drop the gate must see (default 0.02)"
+    )
+    p.add_argument(
+        "--accept-changes",
+        action="store_true",
+        help="a changed layer fingerprint is intended: report it, let the statistics decide",
+    )
     p.add_argument("--store", default=str(DEFAULT_STORE_PATH), help="store for bare run ids")
-    p.add_argument("--json", default=None, help="also write the comparisons as JSON")
+    p.add_argument("--json", default=None, metavar="PATH", help="the report as JSON (- : stdout)")
     p.set_defaults(func=_cmd_check)
 
+
+def _add_fingerprint(sub) -> None:
+    p = sub.add_parser(
+        "fingerprint",
+        help="compute (and compare) the exact fingerprints of a suite's layers",
+        description="Run every norm configuration of a suite on fixed float64 inputs and print "
+        "its fingerprint's signature; --compare checks them against a stored run's "
+        "(exit 1 when a layer changed). Takes seconds, needs no training.\n\nexamples:\n"
+        "  robustbench-norm fingerprint suites/smoke.toml\n"
+        "  robustbench-norm fingerprint suites/smoke.toml "
+        "--compare leaderboards/smoke/store.sqlite:latest",
+        formatter_class=RAW,
+    )
+    p.add_argument("suite")
+    p.add_argument("--compare", default=None, metavar="[STORE:]RUN")
+    p.add_argument("--store", default=str(DEFAULT_STORE_PATH), help="store for a bare run id")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the fingerprints")
+    p.set_defaults(func=_cmd_fingerprint)
+
+
+def _add_list(sub) -> None:
     p = sub.add_parser(
         "list",
         help="list norms, models, datasets, corruptions, attacks or runs",
         description="List registered names, or the runs in a store.\n\nexamples:\n"
         "  robustbench-norm list norms\n  robustbench-norm list runs --store results/x.sqlite",
-        formatter_class=raw,
+        formatter_class=RAW,
     )
     p.add_argument(
         "what", choices=["norms", "models", "datasets", "corruptions", "attacks", "runs"]
@@ -416,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=str(DEFAULT_STORE_PATH))
     p.set_defaults(func=_cmd_list)
 
+
+def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train one model per norm and print test accuracy",
@@ -463,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_and_data(p)
     p.set_defaults(func=_cmd_train)
 
+
+def _add_eval(sub) -> None:
     p = sub.add_parser(
         "eval",
         help="evaluate one checkpoint under noise, corruptions and attacks",
@@ -507,7 +613,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="corruption cache (default ~/.cache/...)")
     _add_device_and_data(p)
     p.set_defaults(func=_cmd_eval)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

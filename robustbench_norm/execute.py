@@ -21,9 +21,11 @@ import torch
 from robustbench_norm.data import default_cache_dir, load_split
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.evaluate import CleanSpec, evaluate
+from robustbench_norm.norms.fingerprint import fingerprints
 from robustbench_norm.perturb.corruptions import CorruptionCache
 from robustbench_norm.progress import progress_bar
-from robustbench_norm.store import JobOutcome, Store, provenance
+from robustbench_norm.provenance import provenance
+from robustbench_norm.store import JobOutcome, Store
 from robustbench_norm.suite import JobSpec, Suite
 from robustbench_norm.train import load_trained, resolve_device, train
 
@@ -176,7 +178,10 @@ def run_suite(
         raise RobustBenchError(f"--jobs {jobs} must be at least 1")
     run_id = None if settings.fresh else store.resumable_run(suite.name, suite.hash)
     if run_id is None:
-        run_id = store.start_run(suite.name, suite.hash, suite.text, provenance())
+        facts = provenance(threads=_job_threads(settings, executor, jobs, ray_cpus))
+        run_id = store.start_run(suite.name, suite.hash, suite.text, facts)
+    if not store.fingerprints_of_run(run_id):  # the exact identity of every layer measured
+        store.save_fingerprints(run_id, fingerprints(suite.norm_configs()))
 
     pending: list[tuple[JobSpec, int]] = []
     reused = 0
@@ -225,6 +230,17 @@ def run_suite(
         bar.close()
     store.finish_run(run_id, "finished" if not summary.failed else "failed")
     return summary
+
+
+def _job_threads(settings: RunSettings, executor: str, jobs: int, ray_cpus: float) -> int:
+    """The torch thread count each job trains with (it changes the numbers: provenance)."""
+    if settings.threads:
+        return settings.threads
+    if executor == "ray":
+        return max(1, int(ray_cpus))
+    if jobs > 1:
+        return max(1, (os.cpu_count() or 1) // jobs)
+    return torch.get_num_threads()
 
 
 def _run_processes(pending, settings, store, write, bar, workers: int) -> None:

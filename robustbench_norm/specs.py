@@ -14,9 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import robustbench_norm
-
-PACKAGE_DIR = Path(robustbench_norm.__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def canonical_json(value: Any) -> str:

@@ -8,27 +8,25 @@
 * ``run_jobs``: which jobs make up a run (a job can belong to many runs).
 * ``results``: (job, family, name, parameter, metric, value) rows.
 * ``flags``: per-example correctness per condition (bit-packed, zlib), for paired tests.
+* ``fingerprints``: per run and norm label, the layer's fingerprint (``norms/fingerprint.py``),
+  so a published run carries the exact identity of the layers it measured.
 
 A job's results and its status change are committed in one transaction: they appear whole or
 not at all. WAL mode plus a busy timeout and retries let several processes write one store at
-once. The schema is versioned; a store of another version is refused with a clear message.
+once. The schema is versioned: a store of an older version is upgraded when opened for writing
+and read as it is when opened read-only; a newer one is refused with a clear message.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
-import socket
 import sqlite3
-import subprocess
 import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ import numpy as np
 
 from robustbench_norm.errors import RobustBenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_STORE = Path("results") / "robustbench.sqlite"
 
 SCHEMA = """
@@ -96,7 +94,23 @@ CREATE TABLE IF NOT EXISTS flags (
     correct BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS flags_job ON flags(job_id);
+CREATE TABLE IF NOT EXISTS fingerprints (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    label TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (run_id, label)
+);
 """
+
+#: schema version → the statements that bring a store of that version to the next one
+MIGRATIONS = {
+    1: """CREATE TABLE IF NOT EXISTS fingerprints (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        label TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        PRIMARY KEY (run_id, label)
+    )""",
+}
 
 
 def now() -> str:
@@ -137,6 +151,7 @@ class Store:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
+        self.schema_version = SCHEMA_VERSION
 
     @classmethod
     def open(
@@ -223,13 +238,22 @@ class Store:
                 )
             return
         version = int(row["value"])
-        if version != SCHEMA_VERSION:
-            newer = "a newer" if version > SCHEMA_VERSION else "an older"
+        if version > SCHEMA_VERSION or version not in (SCHEMA_VERSION, *MIGRATIONS):
             raise RobustBenchError(
-                f"store {self.path} has schema version {version}, written by {newer} "
-                f"robustbench-norm; this version reads schema {SCHEMA_VERSION}. Use the matching "
-                "robustbench-norm release, or start a new store with --store"
+                f"store {self.path} has schema version {version}, written by a newer "
+                f"robustbench-norm; this version reads schema {SCHEMA_VERSION} and older. Use "
+                "the matching robustbench-norm release, or start a new store with --store"
             )
+        self.schema_version = version
+        if version < SCHEMA_VERSION and not read_only:
+            with self.transaction() as c:
+                for v in range(version, SCHEMA_VERSION):
+                    c.execute(MIGRATIONS[v])
+                c.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                    (str(SCHEMA_VERSION),),
+                )
+            self.schema_version = SCHEMA_VERSION
 
     # -- runs -----------------------------------------------------------------------------
     def start_run(self, suite: str, suite_hash: str, suite_toml: str, provenance: dict) -> int:
@@ -273,21 +297,29 @@ class Store:
         return [dict(r) for r in self.conn.execute(query + " ORDER BY id", args)]
 
     def resolve_run(self, ref: str | int, suite: str | None = None) -> int:
-        """A run id from ``ref``: an id, ``latest`` or ``previous`` (finished runs, optionally
-        of ``suite``)."""
+        """A run id from ``ref``: an id, ``latest`` (the newest run, optionally of ``suite``)
+        or ``previous`` (the one before it). A run still in progress — or cut off and never
+        resumed — is refused: its numbers are partial."""
         if isinstance(ref, int) or str(ref).isdigit():
-            return int(self.run(int(ref))["id"])
-        finished = [r["id"] for r in self.runs(suite) if r["status"] == "finished"]
-        wanted = {"latest": 1, "previous": 2}.get(str(ref))
-        if wanted is None:
-            raise RobustBenchError(f"run {ref!r} must be a run id, 'latest' or 'previous'")
-        if len(finished) < wanted:
-            where = f" of suite {suite!r}" if suite else ""
+            run = self.run(int(ref))
+        else:
+            wanted = {"latest": 1, "previous": 2}.get(str(ref))
+            if wanted is None:
+                raise RobustBenchError(f"run {ref!r} must be a run id, 'latest' or 'previous'")
+            runs = self.runs(suite)
+            if len(runs) < wanted:
+                where = f" of suite {suite!r}" if suite else ""
+                raise RobustBenchError(
+                    f"store {self.path} has {len(runs)} run(s){where}; {ref!r} needs {wanted}"
+                )
+            run = runs[-wanted]
+        if run["status"] == "running":
             raise RobustBenchError(
-                f"store {self.path} has {len(finished)} finished run(s){where}; "
-                f"{ref!r} needs {wanted}"
+                f"run {run['id']} ({run['suite']}) in {self.path} is unfinished (started "
+                f"{run['started']}); rerun the same `run` command to complete it, or name a "
+                "finished run by id (robustbench-norm list runs)"
             )
-        return int(finished[-wanted])
+        return int(run["id"])
 
     # -- jobs -----------------------------------------------------------------------------
     def finished_job(self, key: str) -> int | None:
@@ -398,6 +430,11 @@ class Store:
                 c.execute(
                     "INSERT INTO out.run_jobs SELECT * FROM run_jobs WHERE run_id = ?", (run_id,)
                 )
+                if self.schema_version >= 2:
+                    c.execute(
+                        "INSERT INTO out.fingerprints SELECT * FROM fingerprints WHERE run_id = ?",
+                        (run_id,),
+                    )
                 for table in ("results", "flags"):
                     c.execute(
                         f"INSERT INTO out.{table} SELECT * FROM {table} WHERE job_id IN ({jobs})",
@@ -410,6 +447,24 @@ class Store:
         out.execute("VACUUM")
         out.close()
         return dest
+
+    # -- fingerprints ---------------------------------------------------------------------
+    def save_fingerprints(self, run_id: int, prints: dict[str, dict]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?)",
+                [(run_id, label, json.dumps(fp)) for label, fp in prints.items()],
+            )
+
+    def fingerprints_of_run(self, run_id: int) -> dict[str, dict]:
+        """Label → fingerprint; empty for runs made before fingerprints existed."""
+        if self.schema_version < 2:
+            return {}
+        rows = self.conn.execute(
+            "SELECT label, fingerprint FROM fingerprints WHERE run_id = ? ORDER BY label",
+            (run_id,),
+        )
+        return {r["label"]: json.loads(r["fingerprint"]) for r in rows}
 
     # -- reading ----------------------------------------------------------------------------
     def jobs_of_run(self, run_id: int) -> list[dict]:
@@ -447,59 +502,3 @@ class Store:
             (r["family"], r["name"], r["parameter"]): unpack_flags(r["correct"], r["count"])
             for r in rows
         }
-
-
-def provenance() -> dict[str, Any]:
-    """Where and with what a run was made."""
-    import torch
-
-    from robustbench_norm import __version__
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *args],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                cwd=Path(__file__).resolve().parent,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    packages = {}
-    for name in (
-        "torch",
-        "torchvision",
-        "numpy",
-        "scipy",
-        "scikit-image",
-        "opencv-python-headless",
-        "pillow",
-        "foolbox",
-        "eagerpy",
-        "imagecorruptions",
-        "pandas",
-    ):
-        try:
-            packages[name] = version(name)
-        except PackageNotFoundError:
-            packages[name] = None
-    cuda = torch.cuda.is_available()
-    return {
-        "robustbench_norm": __version__,
-        "git_sha": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "packages": packages,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "device": torch.cuda.get_device_name(0)
-        if cuda
-        else f"cpu ({platform.processor() or platform.machine()})",
-        "cpu_count": os.cpu_count(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-    }

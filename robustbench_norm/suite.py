@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +48,10 @@ ATTACK_KEYS = {
     "seed": int, "chunk": int, "limit": int, "cw_binary_search_steps": int,
     "deepfool_candidates": int,
 }  # fmt: skip
-#: metrics a regression check watches by default (family, metric)
-DEFAULT_WATCH = (
-    "clean/accuracy",
-    "noise/mean_accuracy",
-    "corruption/mean_corruption_accuracy",
-    "attack/robust_accuracy",
-)
+#: what a regression check tests by default: primary metrics block (Holm-corrected), secondary
+#: ones are reported with BH q-values
+DEFAULT_PRIMARY = ("clean/accuracy", "noise/mean_accuracy", "corruption/mean_corruption_accuracy")
+DEFAULT_SECONDARY = ("attack/robust_accuracy", "noise_sequence/flip_probability")
 
 
 @dataclass(frozen=True)
@@ -108,10 +106,14 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class CheckSettings:
+    """The suite's ``[check]`` table: defaults for ``robustbench-norm check --suite``."""
+
     baseline: str | None = None
-    metrics: tuple[str, ...] = DEFAULT_WATCH
+    primary: tuple[str, ...] = DEFAULT_PRIMARY
+    secondary: tuple[str, ...] = DEFAULT_SECONDARY
     alpha: float = 0.05
     tolerance: float = 0.0
+    detect: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,11 @@ class Suite:
 
     def corruption_conditions(self) -> list[tuple[CorruptionSpec, int | None]]:
         return [(e.spec, e.limit) for e in self.evaluations if isinstance(e.spec, CorruptionSpec)]
+
+    def norm_configs(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Norm label → (registry name, options), as the jobs build them: what fingerprints
+        identify."""
+        return {j.label: (j.train.norm, dict(j.train.norm_options)) for j in self.jobs}
 
 
 # -- validation helpers ---------------------------------------------------------------------------
@@ -413,19 +420,32 @@ def _evaluations(r: _Reader, raw: dict) -> list[Evaluation]:
 
 def _check(r: _Reader, raw: dict) -> CheckSettings:
     t = r.value(raw, "check", dict, "", default={})
-    allowed = {"baseline": str, "metrics": list, "alpha": float, "tolerance": float}
+    allowed = {
+        "baseline": str, "primary": list, "secondary": list, "alpha": float,
+        "tolerance": float, "detect": float,
+    }  # fmt: skip
     r.keys(t, allowed, "check")
     kw: dict[str, Any] = {k: r.value(t, k, kind, "check") for k, kind in allowed.items() if k in t}
-    if "metrics" in kw:
-        kw["metrics"] = tuple(r.items(t, "metrics", str, "check"))
-        for i, m in enumerate(kw["metrics"]):
-            if m.count("/") != 1:
-                raise r.fail(
-                    f"check.metrics[{i}]",
-                    f"{m!r} must be FAMILY/METRIC, e.g. clean/accuracy or attack/robust_accuracy",
-                )
+    for key in ("primary", "secondary"):
+        if key in kw:
+            kw[key] = tuple(r.items(t, key, str, "check"))
+            for i, m in enumerate(kw[key]):
+                if m.count("/") != 1:
+                    raise r.fail(
+                        f"check.{key}[{i}]",
+                        f"{m!r} must be FAMILY/METRIC, e.g. clean/accuracy or "
+                        "attack/robust_accuracy",
+                    )
+    if "primary" in kw and not kw["primary"]:
+        raise r.fail("check.primary", "is empty: name at least one metric, e.g. clean/accuracy")
     if not 0 < kw.get("alpha", 0.05) < 1:
         raise r.fail("check.alpha", "must lie in (0, 1)")
+    tolerance = kw.get("tolerance", 0.0)
+    if not math.isfinite(tolerance) or tolerance < 0:
+        raise r.fail("check.tolerance", "must be a finite number ≥ 0 (e.g. 0.005)")
+    detect = kw.get("detect", 0.02)
+    if not math.isfinite(detect) or detect <= tolerance:
+        raise r.fail("check.detect", f"must be finite and larger than the tolerance ({tolerance})")
     return CheckSettings(**kw)
 
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from robustbench_norm.execute import RunSettings, run_suite
-from robustbench_norm.report import write_report
+from robustbench_norm.reporting.report import write_report
 from robustbench_norm.store import Store
 from robustbench_norm.suite import load_suite
 

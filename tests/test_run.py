@@ -16,7 +16,7 @@ import pytest
 
 from robustbench_norm.cli import main
 from robustbench_norm.execute import RunSettings, run_suite
-from robustbench_norm.report import JSON_SCHEMA, write_report
+from robustbench_norm.reporting.report import JSON_SCHEMA, write_report
 from robustbench_norm.store import Store
 from robustbench_norm.suite import load_suite
 
@@ -194,17 +194,36 @@ def test_planted_regression_is_flagged_and_an_identical_rerun_passes(tmp_path, c
     assert main(["run", str(good), "--fresh", *common]) == 0  # run 3: retrained from scratch
     capsys.readouterr()
 
-    watch = ["--metrics", "clean/accuracy", "noise/accuracy"]
+    watch = ["--metrics", "clean/accuracy", "noise/accuracy", "--secondary"]
     assert main(["check", "--baseline", f"{store}:1", "--candidate", f"{store}:2", *watch]) == 1
     out = capsys.readouterr().out
-    assert "WORSE" in out and "clean/accuracy" in out and "McNemar exact" not in out.split("\n")[0]
+    assert "layer changed: gnplus" in out and "configuration" in out  # exact, no training
 
     assert main(["check", "--baseline", f"{store}:1", "--candidate", f"{store}:3", *watch]) == 0
     out = capsys.readouterr().out
-    assert "0 worse" in out and "+0.0000" in out
+    assert "PASS" in out and "unchanged" in out and "+0.0000" in out
     with Store.open(store) as s:
         jobs = [s.jobs_of_run(r)[0]["id"] for r in (1, 3)]
     assert jobs[0] != jobs[1]  # the rerun really recomputed
+
+
+def test_report_goes_to_results_and_only_publish_writes_leaderboards(tiny, tmp_path, monkeypatch):
+    """`make run` must leave the committed leaderboards alone; publishing is its own step."""
+    monkeypatch.chdir(tmp_path)
+    store = str(tiny["root"] / "store.sqlite")
+    assert main(["report", "--store", store, "--run", "1"]) == 0
+    draft = tmp_path / "results" / "leaderboards" / "tiny"
+    assert (draft / "README.md").exists() and not (tmp_path / "leaderboards").exists()
+    prints = json.loads((draft / "fingerprints.json").read_text())
+    assert set(prints) == {"bn", "gn", "gnplus"}
+    assert "## Layer fingerprints" in (draft / "README.md").read_text()
+    assert main(["report", "--store", store, "--run", "1", "--publish"]) == 0
+    published = tmp_path / "leaderboards" / "tiny"
+    with Store.open(published / "store.sqlite", read_only=True) as exported:
+        assert set(exported.fingerprints_of_run(1)) == {"bn", "gn", "gnplus"}
+        provenance = exported.run(1)["provenance"]
+    assert {"cpu_model", "cpu_capability", "blas", "onednn", "torch_threads"} <= set(provenance)
+    assert provenance["torch_threads"] == 1  # the fixture runs with threads=1
 
 
 def test_report_writes_every_file_with_real_numbers(tiny, tmp_path):

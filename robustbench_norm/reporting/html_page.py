@@ -7,8 +7,8 @@ import base64
 import html
 from pathlib import Path
 
-from robustbench_norm.claims import Claim
-from robustbench_norm.leaderboard import Table
+from robustbench_norm.reporting.claims import Claim
+from robustbench_norm.reporting.leaderboard import Table
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }

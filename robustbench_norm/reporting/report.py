@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robustbench_norm import html_page, metrics, plots
-from robustbench_norm.claims import Claim, evaluate_claims
+from robustbench_norm import metrics
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.leaderboard import Cell, Table, pivot, select, setting_name, varying
+from robustbench_norm.norms.fingerprint import signature
+from robustbench_norm.reporting import html_page, plots
+from robustbench_norm.reporting.claims import Claim, evaluate_claims
+from robustbench_norm.reporting.leaderboard import Cell, Table, pivot, select, setting_name, varying
 from robustbench_norm.store import Store
 
 JSON_SCHEMA = "robustbench-norm/leaderboard@1"
@@ -304,6 +306,15 @@ def _provenance_lines(run: dict) -> list[str]:
         f"- code: robustbench-norm {p.get('robustbench_norm')}, git {sha}",
         f"- machine: {p.get('device')}, {p.get('cpu_count')} cores, host {p.get('host')}, "
         f"{p.get('platform')}",
+        *(
+            [
+                f"- numeric environment: CPU {p['cpu_model']}, ATen dispatch "
+                f"{p.get('cpu_capability')}, BLAS {p.get('blas')} {p.get('mkl') or ''}, "
+                f"oneDNN {p.get('onednn')}, {p.get('torch_threads')} torch thread(s)"
+            ]
+            if "cpu_model" in p
+            else []
+        ),
         f"- torch {p.get('torch')} (CUDA {p.get('cuda')}, cuDNN {p.get('cudnn')}), Python "
         f"{p.get('python')}",
         "- packages: " + ", ".join(f"{k} {v}" for k, v in p.get("packages", {}).items()),
@@ -381,6 +392,26 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
     if warnings or failed:
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings + failed] + [""]
     md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in images]
+    prints = store.fingerprints_of_run(run_id)
+    if prints:
+        md += [
+            "",
+            "## Layer fingerprints",
+            "",
+            "The exact identity of each layer measured here (`fingerprints.json`: outputs, "
+            "gradients and running statistics on fixed float64 inputs, and a 3-step float64 "
+            "training canary). `robustbench-norm check` compares them before any statistics; "
+            f"`robustbench-norm fingerprint suites/{report.suite}.toml --compare "
+            f"leaderboards/{report.suite}/store.sqlite:latest` does it in seconds.",
+            "",
+            "| label | layer | options | canary losses |",
+            "|---|---|---|---|",
+        ]
+        md += [
+            f"| {label} | {fp['norm']} | `{json.dumps(fp['options'])}` | {signature(fp)} |"
+            for label, fp in prints.items()
+        ]
+        (out / "fingerprints.json").write_text(json.dumps(prints, indent=1) + "\n")
     md += [
         "",
         "## Provenance",
@@ -388,8 +419,12 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
         *_provenance_lines(run),
         "",
         f"Reproduce: `robustbench-norm run suites/{report.suite}.toml && robustbench-norm "
-        f"report --suite {report.suite}`. Machine-readable: `results.json` (schema "
-        f"`{JSON_SCHEMA}`), `results.csv`; interactive: `index.html`.",
+        f"report --suite {report.suite}`; check a new run against this one with "
+        f"`robustbench-norm check --baseline leaderboards/{report.suite}/store.sqlite:latest "
+        "--candidate latest`. Training runs are random draws across machines and thread "
+        "counts, so a rerun matches these numbers within their seed spread, not bit for bit. "
+        f"Machine-readable: `results.json` (schema `{JSON_SCHEMA}`), `results.csv`; "
+        "interactive: `index.html`.",
         "",
     ]
     (out / "README.md").write_text("\n".join(md))
@@ -437,5 +472,6 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
         out / "results.csv",
         out / "results.json",
         out / "index.html",
+        *([out / "fingerprints.json"] if prints else []),
         *images,
     ]

@@ -1,0 +1,150 @@
+"""Seed-level statistics: training runs are the unit of replication.
+
+Why not examples? A trained model is one draw of a random training process — the same seed on
+another CPU or thread count is a fresh draw (FACTS.md) — and the spread between draws is what
+separates two runs of unchanged code. A test that resamples only test examples treats each model
+as fixed and, on smoke-sized runs, raised a false alarm in 83 % of same-code comparisons. Here
+each run contributes one number per metric (its mean over the test set, which is the same set
+for every run), and the tests compare those numbers across runs.
+
+Why Welch? With 2–6 runs per side a permutation test cannot reach small p-values (2 vs 2 runs
+have 6 arrangements: p ≥ 1/6), and a bootstrap over runs underestimates the spread of so few
+values. Welch's t needs no equal variances — GN's seed spread is ~7× BN's — and its calibration
+at these sizes is measured (``benchmarks/gate_calibration.py``, BENCHMARKS.md).
+
+* :func:`noninferiority` — one-sided Welch test of H0: μ_cand ≥ μ_base − δ, i.e. "worse by
+  more than δ" must be shown, not assumed;
+* :func:`holm` — Holm's step-down adjustment (family-wise error ≤ α) for blocking decisions;
+* :func:`benjamini_hochberg` — BH q-values (false discovery rate) for non-blocking metrics;
+* :func:`minimum_detectable_effect`, :func:`runs_needed` — what a design can see, from a
+  spread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+#: power that "detectable" refers to
+POWER = 0.8
+
+
+@dataclass(frozen=True)
+class Noninferiority:
+    """A one-sided Welch test of H0: μ_cand ≥ μ_base − δ (higher is better)."""
+
+    n_base: int
+    n_cand: int
+    mean_base: float
+    mean_cand: float
+    delta: float  # mean_cand − mean_base
+    ci_low: float  # two-sided 95 % Welch interval of delta
+    ci_high: float
+    df: float
+    p_value: float  # small: the candidate is worse by more than the margin
+
+
+def welch_df(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
+    """Welch–Satterthwaite degrees of freedom."""
+    a, b = var_a / n_a, var_b / n_b
+    if a + b == 0:
+        return float(n_a + n_b - 2)
+    return (a + b) ** 2 / (a**2 / (n_a - 1) + b**2 / (n_b - 1))
+
+
+def noninferiority(
+    base: Sequence[float], cand: Sequence[float], margin: float = 0.0
+) -> Noninferiority | None:
+    """Welch's one-sided test that the candidate is worse than the baseline by more than
+    ``margin``. None when either side has fewer than 2 runs (no spread to test against)."""
+    b, c = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
+    if len(b) < 2 or len(c) < 2:
+        return None
+    vb, vc = float(np.var(b, ddof=1)), float(np.var(c, ddof=1))
+    delta = float(c.mean() - b.mean())
+    se = math.sqrt(vb / len(b) + vc / len(c))
+    df = welch_df(vb, len(b), vc, len(c))
+    if se == 0:  # both sides constant: the sign decides exactly
+        p = 0.0 if delta + margin < 0 else 1.0
+        lo = hi = delta
+    else:
+        p = float(stats.t.cdf((delta + margin) / se, df))
+        half = float(stats.t.ppf(0.975, df)) * se
+        lo, hi = delta - half, delta + half
+    return Noninferiority(len(b), len(c), float(b.mean()), float(c.mean()), delta, lo, hi, df, p)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values: reject where adjusted p < α (family-wise error ≤ α)."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """BH q-values: the smallest false-discovery rate at which each test would be rejected."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    if m == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    q = np.empty(m)
+    running = 1.0
+    for rank in range(m - 1, -1, -1):
+        i = order[rank]
+        running = min(running, p[i] * m / (rank + 1))
+        q[i] = running
+    return q.tolist()
+
+
+def minimum_detectable_effect(
+    sd: float, n_base: int, n_cand: int, alpha: float, margin: float = 0.0, df: float | None = None
+) -> float:
+    """The smallest true drop (μ_base − μ_cand) that the one-sided test at level ``alpha``
+    detects with probability :data:`POWER`, for runs whose seed-to-seed standard deviation is
+    ``sd``: margin + (t₁₋α + t_power) · sd · √(1/n_b + 1/n_c)."""
+    if n_base < 1 or n_cand < 1:
+        return math.inf
+    df = float(n_base + n_cand - 2) if df is None else df
+    if df < 1:
+        return math.inf
+    t = float(stats.t.ppf(1 - alpha, df) + stats.t.ppf(POWER, df))
+    return margin + t * sd * math.sqrt(1 / n_base + 1 / n_cand)
+
+
+def runs_needed(sd: float, effect: float, alpha: float, margin: float = 0.0, limit: int = 200):
+    """Runs per side for the test to detect a drop of ``effect`` (None beyond ``limit``)."""
+    if effect <= margin or not math.isfinite(sd):
+        return None
+    if minimum_detectable_effect(sd, limit, limit, alpha, margin) > effect:
+        return None
+    lo, hi = 2, limit  # the MDE falls with n: bisect for the first n that reaches ``effect``
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if minimum_detectable_effect(sd, mid, mid, alpha, margin) <= effect:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """Pooled within-group standard deviation and its degrees of freedom (groups of < 2 values
+    contribute nothing)."""
+    ss, df = 0.0, 0
+    for g in groups:
+        g = np.asarray(g, dtype=float)
+        if len(g) >= 2:
+            ss += float(np.sum((g - g.mean()) ** 2))
+            df += len(g) - 1
+    return (math.sqrt(ss / df) if df else math.nan), df
