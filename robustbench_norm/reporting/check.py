@@ -512,8 +512,9 @@ def format_report(report: CheckReport) -> str:
         lines.append(f"REGRESSION ({len(report.reasons)} reason(s)):")
         lines += [f"  - {r}" for r in report.reasons]
     else:
+        layers = "layers unchanged" if report.fingerprints else "layers not fingerprinted"
         lines.append(
-            f"PASS: complete, layers unchanged, {len(primary)} primary tests, none worse"
+            f"PASS: complete, {layers}, {len(primary)} primary tests, none worse"
             + (f" ({len(weak)} underpowered)" if weak else "")
         )
     return "\n".join(lines)
