@@ -10,6 +10,11 @@ by several step sizes η and record:
 * effective β-smoothness: max over η of ‖∇L(w) − ∇L(w − η·g)‖ / ‖η·g‖, a local estimate of the
   gradient's Lipschitz constant along g (for a quadratic it is at most the top Hessian eigenvalue).
 
+The raw range grows with the step's length η·‖g‖, so a layer with larger gradients looks
+rougher by construction (GN's gradients are larger than BN's). ``landscape_range_per_length``
+divides the range by the longest step's length, η_max·‖g‖, and is what the claims compare;
+β-smoothness is per length already. Measured in float32 even in a bf16 run (train.py).
+
 All over the whole network's parameters. Measuring never changes training: parameters, norm
 running statistics and random-number state are restored. Every evaluation along the path uses
 the same dropout/noise draws, so the measures see the loss surface, not a change of mask.
@@ -52,6 +57,7 @@ def gradient_path_measures(
 
     ``params`` are changed in place while measuring and restored before returning.
     """
+    etas = list(etas)
     params = [p for p in params if p.requires_grad]
     start = [p.detach().clone() for p in params]
     loss0 = loss_at()
@@ -85,6 +91,9 @@ def gradient_path_measures(
         "landscape_min": min(losses),
         "landscape_max": max(losses),
         "landscape_range": max(losses) - min(losses),
+        "landscape_range_per_length": (max(losses) - min(losses)) / (max(etas) * gnorm)
+        if gnorm > 0
+        else 0.0,
         "grad_change_min": min(changes),
         "grad_change_max": max(changes),
         "beta_smoothness": max(ratios),

@@ -62,16 +62,22 @@ class NoiseSpec:
 
 @dataclass(frozen=True)
 class NoiseSequenceSpec:
-    """ImageNet-P-style noise sequences for flip probability: frame k has σ = k·sigma_step."""
+    """CIFAR-10-P-style Gaussian-noise sequences for flip probability: frame 0 is the clean
+    image, frames 1 … frames−1 each add *fresh* noise of one fixed σ (make_cifar_p.py: 30
+    frames at σ = 0.02). A growing σ would measure accuracy loss instead of prediction
+    stability, and a model that always predicts one class would score best."""
 
-    frames: int = 10
-    sigma_step: float = 0.02
+    frames: int = 31
+    sigma: float = 0.02
     seed: int = 0
     family = "noise_sequence"
 
     def __post_init__(self) -> None:
-        if self.frames < 2 or self.sigma_step <= 0:
-            raise RobustBenchError("noise_sequence needs frames >= 2 and sigma_step > 0")
+        if self.frames < 3 or not (0 < self.sigma < 1):
+            raise RobustBenchError(
+                f"noise_sequence: frames={self.frames} must be >= 3 and sigma={self.sigma} in "
+                "(0, 1), e.g. frames = 31, sigma = 0.02 (CIFAR-10-P)"
+            )
 
 
 @dataclass(frozen=True)
@@ -190,13 +196,17 @@ def evaluate(
             result.metrics.append(_row("gaussian_noise", None, "mean_accuracy", np.mean(accs)))
     elif isinstance(perturbation, NoiseSequenceSpec):
         frames = noise_sequence_images(
-            split, perturbation.frames, perturbation.sigma_step, perturbation.seed
+            split, perturbation.frames, perturbation.sigma, perturbation.seed
         )
         preds = np.stack([predict(model, f, batch_size, dev) for f in frames])
-        for k in range(1, len(frames)):
-            add("noise_sequence", k * perturbation.sigma_step, preds[k])
-        fp = metrics.flip_probability(preds)
-        result.metrics.append(_row("noise_sequence", None, "flip_probability", fp))
+        noisy = [(preds[k] == split.labels).mean() for k in range(1, len(frames))]
+        rows = [
+            ("flip_probability", metrics.flip_probability(preds)),
+            ("consecutive_flip_probability", metrics.consecutive_flip_probability(preds[1:])),
+            ("mean_accuracy", float(np.mean(noisy))),
+        ]
+        for metric, value in rows:
+            result.metrics.append(_row("noise_sequence", perturbation.sigma, metric, value))
     elif isinstance(perturbation, CorruptionSpec):
         _evaluate_corruptions(
             model, split, perturbation, result, add, batch_size, dev, cache_dir, workers, quiet

@@ -82,10 +82,7 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
         if log.get("loss"):
             rows.append(_row("train", "final", None, "loss", log["loss"][-1]))
             rows.append(_row("train", "final", None, "train_accuracy", log["accuracy"][-1]))
-        for name in ("landscape_range", "grad_change_max", "beta_smoothness"):
-            values = [s[name] for s in result.stability]
-            if values:
-                rows.append(_row("stability", name, None, "mean", sum(values) / len(values)))
+        rows += stability_rows(result.stability)
 
         def outcome(status: str, flags: list, warnings: list) -> JobOutcome:
             return JobOutcome(
@@ -131,6 +128,35 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
         return JobOutcome(
             job.key, "failed", detail, None, time.perf_counter() - started, {}, [], [], []
         )
+
+
+STABILITY_MEASURES = (
+    "landscape_range",
+    "landscape_range_per_length",
+    "grad_change_max",
+    "beta_smoothness",
+)
+
+
+def stability_rows(stability: list[dict]) -> list[dict]:
+    """Each Santurkar measure's mean over training and its mean in each third of training
+    (parameter 0, 1, 2: early, middle, late) — a mean alone lets early training dominate."""
+    rows = []
+    if not stability:
+        return rows
+    steps = [s["step"] for s in stability]
+    lo, hi = min(steps), max(steps) + 1
+    for name in STABILITY_MEASURES:
+        values = [(s["step"], s[name]) for s in stability if name in s]
+        if not values:
+            continue
+        rows.append(_row("stability", name, None, "mean", sum(v for _, v in values) / len(values)))
+        for phase in range(3):
+            start, end = lo + (hi - lo) * phase / 3, lo + (hi - lo) * (phase + 1) / 3
+            inside = [v for step, v in values if start <= step < end]
+            if inside:
+                rows.append(_row("stability", name, phase, "phase_mean", sum(inside) / len(inside)))
+    return rows
 
 
 def _row(family: str, name: str, parameter, metric: str, value) -> dict:

@@ -60,11 +60,21 @@ def corruption_errors(
 
 
 def flip_probability(predictions: np.ndarray) -> float:
-    """(frames, N) predictions of noise sequences: share of frames 1.. whose prediction differs
-    from frame 0's (for noise sequences each frame is compared with the first)."""
+    """(frames, N) predictions of a noise sequence whose frame 0 is clean: the share of noisy
+    frames whose prediction differs from the clean frame's. This is ImageNet-P's FP for noise
+    perturbations (its code compares every frame with the first when the frames are i.i.d.)."""
     if predictions.shape[0] < 2:
         raise RobustBenchError("flip probability needs at least 2 frames")
     return float(np.mean(predictions[1:] != predictions[0]))
+
+
+def consecutive_flip_probability(predictions: np.ndarray) -> float:
+    """(frames, N): the share of consecutive frame pairs (k−1, k) whose predictions differ —
+    ImageNet-P's FP for temporally related sequences; on i.i.d. noisy frames, how often two
+    independent draws at the same σ disagree."""
+    if predictions.shape[0] < 2:
+        raise RobustBenchError("flip probability needs at least 2 frames")
+    return float(np.mean(predictions[1:] != predictions[:-1]))
 
 
 # -- uncertainty ----------------------------------------------------------------------------

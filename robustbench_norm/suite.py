@@ -31,10 +31,12 @@ from robustbench_norm.sweeps import regularization_sweep, regularizer_label
 from robustbench_norm.train import TRAIN_CODE, TrainSpec
 
 EVAL_CODE = ("evaluate.py", "perturb", "metrics.py")
+#: step sizes a suite's [stability] must take (range and predictiveness need a path, not a pair)
+MIN_ETAS = 4
 
 #: keys of [train]: TrainSpec fields that a suite sets once for every job
 TRAIN_KEYS = {
-    "epochs": int, "steps": int, "optimizer": str, "lr": float, "momentum": float,
+    "epochs": int, "steps": int, "images": int, "optimizer": str, "lr": float, "momentum": float,
     "lr_scaling": str, "schedule": str, "weight_decay": float, "exempt_norm_from_decay": bool,
     "augment": bool, "precision": str, "channels_last": bool, "log_every": int,
     "dropout": float, "mixup_alpha": float, "perturbation": dict,
@@ -285,7 +287,8 @@ def load_suite(path: str | Path) -> Suite:
             stability=stability,
             **train_base,
         )
-        for spec in _regularized(r, raw, base):
+        swept = _sweep_applies(r, raw, label, batch_size, labels, batch_sizes)
+        for spec in _regularized(r, raw, base) if swept else [base]:
             jobs.append(JobSpec(label, spec, tuple(evaluations), test_limit))
     return Suite(
         name=name,
@@ -348,14 +351,42 @@ def _stability(r: _Reader, raw: dict) -> StabilitySpec:
         kw["every"] = r.value(t, "every", int, "stability")
     if "etas" in t:
         kw["etas"] = tuple(r.items(t, "etas", float, "stability"))
+        if kw.get("every", 0) and len(set(kw["etas"])) < MIN_ETAS:
+            raise r.fail(
+                "stability.etas",
+                f"has {len(set(kw['etas']))} distinct step sizes; Santurkar et al.'s measures "
+                f"need at least {MIN_ETAS} (a range over 2 points is one difference), e.g. "
+                "[0.05, 0.1, 0.2, 0.4]",
+            )
     return r.guard("stability", StabilitySpec, **kw)
+
+
+def _sweep_applies(r: _Reader, raw: dict, label: str, batch_size: int, labels, batch_sizes) -> bool:
+    """Whether the regularization sweep covers this norm label and batch size (its ``norms`` and
+    ``batch_sizes`` keys restrict it; by default it covers every job)."""
+    t = raw.get("regularization")
+    if not isinstance(t, dict):
+        return True
+    for key, value, known in (("norms", label, labels), ("batch_sizes", batch_size, batch_sizes)):
+        if key in t:
+            kind = str if key == "norms" else int
+            chosen = r.items(t, key, kind, "regularization")
+            unknown = [c for c in chosen if c not in known]
+            if unknown:
+                raise r.fail(f"regularization.{key}", f"{unknown} not in the suite's {list(known)}")
+            if value not in chosen:
+                return False
+    return True
 
 
 def _regularized(r: _Reader, raw: dict, base: TrainSpec) -> list[TrainSpec]:
     t = r.value(raw, "regularization", dict, "", default=None)
     if t is None:
         return [base]
-    allowed = {"dropout": list, "mixup": list, "perturbation": list, "factorial": bool}
+    allowed = {
+        "dropout": list, "mixup": list, "perturbation": list, "factorial": bool, "norms": list,
+        "batch_sizes": list,
+    }  # fmt: skip
     r.keys(t, allowed, "regularization")
     kw: dict[str, Any] = {"factorial": r.value(t, "factorial", bool, "regularization", False)}
     for key, arg, kind in (
@@ -383,7 +414,7 @@ def _evaluations(r: _Reader, raw: dict) -> list[Evaluation]:
         (
             "noise_sequence",
             NoiseSequenceSpec,
-            {"frames": int, "sigma_step": float, "seed": int, "limit": int},
+            {"frames": int, "sigma": float, "seed": int, "limit": int},
         ),
         (
             "corruptions",
@@ -465,7 +496,7 @@ def describe_plan(suite: Suite) -> str:
         lines.append(
             f"  {i:>3}  {t.model:<9}{job.label:<18}{t.batch_size:>6}{t.seed:>5}  {job.regularizer}"
         )
-        steps_total += t.steps or t.epochs * (n_train // t.batch_size)
+        steps_total += t.total_steps(n_train)
     lines.append("work:")
     lines.append(
         f"  training: {steps_total:,} optimizer steps in all ({n_train:,} training images)"
@@ -482,7 +513,7 @@ def _describe_eval(spec) -> str:
     if isinstance(spec, NoiseSpec):
         return f"Gaussian noise σ {list(spec.sigmas)}"
     if isinstance(spec, NoiseSequenceSpec):
-        return f"noise sequences ({spec.frames} frames, σ step {spec.sigma_step})"
+        return f"noise sequences ({spec.frames} frames: clean + fresh noise at σ {spec.sigma})"
     if isinstance(spec, CorruptionSpec):
         return f"{len(spec.names)} corruptions × severities {list(spec.severities)}"
     return f"{spec.name} ε {[round(e, 5) for e in spec.epsilons]}"

@@ -64,6 +64,9 @@ class TrainSpec:
     epochs: int = 1
     #: total optimizer steps; when set it overrides ``epochs``
     steps: int | None = None
+    #: total training images to see (steps = images // batch_size); overrides ``epochs``, so
+    #: batch sizes compared at one data budget see the same number of images
+    images: int | None = None
     optimizer: str = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
@@ -102,6 +105,12 @@ class TrainSpec:
             (self.batch_size >= 1, "batch_size", "a positive integer"),
             (self.epochs >= 1, "epochs", "a positive integer"),
             (self.steps is None or self.steps >= 1, "steps", "a positive integer or unset"),
+            (
+                self.images is None or self.images >= self.batch_size,
+                "images",
+                "unset or at least one batch",
+            ),
+            (self.steps is None or self.images is None, "images", "unset when steps is set"),
             (self.lr > 0, "lr", "positive"),
             (self.weight_decay >= 0, "weight_decay", ">= 0"),
             (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
@@ -130,6 +139,14 @@ class TrainSpec:
     @property
     def key(self) -> str:
         return spec_key(self, code_version(*TRAIN_CODE))
+
+    def total_steps(self, train_images: int) -> int:
+        """Optimizer steps for a training set of ``train_images`` images."""
+        if self.steps:
+            return self.steps
+        if self.images:
+            return self.images // self.batch_size
+        return self.epochs * (train_images // self.batch_size)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -335,7 +352,7 @@ def train(
             f"of {spec.dataset!r}"
         )
     steps_per_epoch = len(train_split) // spec.batch_size
-    total = spec.steps or spec.epochs * steps_per_epoch
+    total = spec.total_steps(len(train_split))
     epochs = math.ceil(total / steps_per_epoch)
 
     seed_everything(spec.seed)
@@ -396,7 +413,9 @@ def train(
                     return mixup_loss(logits.float(), y, y_b, lam)
 
                 if spec.stability.every and step % spec.stability.every == 0:
-                    with amp:
+                    # float32 even in a bf16 run: the measures compare losses along a path
+                    # whose differences bf16's 8-bit mantissa would round away
+                    with torch.autocast(dev.type, enabled=False):
                         row = model_stability(
                             model, loss_of, x, spec.stability.etas, seed=spec.seed + step
                         )

@@ -39,6 +39,9 @@ def test_landscape_and_predictiveness_equal_the_closed_form():
     assert m["landscape_min"] == pytest.approx(min(losses))
     assert m["landscape_max"] == pytest.approx(max(losses))
     assert m["landscape_range"] == pytest.approx(max(losses) - min(losses))
+    # per unit of the longest step's length, η_max·‖g‖: comparable across gradient sizes
+    per_length = (max(losses) - min(losses)) / (max(etas) * float(g.norm()))
+    assert m["landscape_range_per_length"] == pytest.approx(per_length)
     assert m["grad_change_max"] == pytest.approx(max(changes))
     assert m["grad_change_min"] == pytest.approx(min(changes))
     assert torch.equal(w.detach(), w0)  # parameters restored

@@ -39,9 +39,9 @@ def test_every_corruption_and_severity_runs_on_a_real_image(name, test_split):
     for severity in range(1, 6):
         out = corrupt_images(image, name, severity, seed=0)
         assert out.dtype == np.uint8 and out.shape == image.shape
-        if name == "saturate" and severity <= 3:
-            # severities 1-3 only scale saturation, which a gray image has none of: a no-op
-            # (4-5 also add saturation, which changes the luma)
+        if name == "saturate":
+            # a gray image has no saturation to scale; the saturation 4-5 add has hue 0 (red),
+            # which keeps the first channel at the value: a no-op on grayscale data
             assert np.array_equal(out, image)
         else:
             assert not np.array_equal(out, image), (name, severity)
@@ -57,11 +57,33 @@ def test_same_seed_same_pixels_including_impulse_noise(name, test_split):
     assert not np.array_equal(a, c)
 
 
-def test_grayscale_rule_is_luma_and_exact_for_gray():
+def test_luma_rule_by_hand():
     rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 10, 10]]], dtype=np.uint8)
     assert to_gray(rgb)[..., 0].tolist() == [[76, 150, 29, 10]]  # round(0.299·255) etc.
     gray = np.random.default_rng(0).integers(0, 256, (5, 5), dtype=np.uint8)
     assert np.array_equal(to_gray(np.repeat(gray[..., None], 3, -1))[..., 0], gray)
+
+
+@pytest.mark.parametrize(("name", "sigma"), [("gaussian_noise", 0.08), ("gaussian_noise", 0.12)])
+def test_grayscale_noise_has_its_stated_strength(name, sigma):
+    """ImageNet-C's Gaussian noise is σ = 0.08, 0.12, … at severities 1, 2, …; a mid-gray image
+    (no clipping) must come back with that σ, not the luma of three draws (σ × 0.67)."""
+    severity = {0.08: 1, 0.12: 2}[sigma]
+    flat = np.full((40, 32, 32, 1), 128, dtype=np.uint8)
+    noisy = corrupt_images(flat, name, severity, seed=0).astype(float) / 255
+    assert noisy.std() == pytest.approx(sigma, rel=0.03)
+
+
+def test_grayscale_keeps_deterministic_corruptions_exact():
+    """A channel-preserving corruption returns three equal channels: one channel is the image."""
+    images = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 1), dtype=np.uint8)
+    ic = compat.load()
+    for name in ("contrast", "defocus_blur", "brightness"):
+        ours = corrupt_images(images, name, 3, seed=0)
+        for i, image in enumerate(images):
+            theirs = np.asarray(ic.corrupt(image, severity=3, corruption_name=name))
+            assert np.array_equal(ours[i, ..., 0], theirs[..., 0])
+            assert np.array_equal(theirs[..., 0], theirs[..., 1])
 
 
 # -- the compatibility layer: each breakage reproduced on the real library, then repaired ------

@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from robustbench_norm.data import load_split
 from robustbench_norm.errors import RobustBenchError
@@ -16,6 +17,7 @@ from robustbench_norm.evaluate import (
     NoiseSpec,
     corruption_error_table,
     evaluate,
+    predict,
 )
 from robustbench_norm.perturb.attacks import ATTACKS, AttackSpec, sanity_warnings
 from robustbench_norm.perturb.noise import gaussian_noise_images, noise_sequence_images
@@ -68,14 +70,29 @@ def test_noise_at_sigma_zero_is_clean_accuracy(checkpoints, test_split):
     assert result.metric("gaussian_noise", None, "mean_accuracy") == result.conditions[1].accuracy
 
 
-def test_noise_sequence_flip_probability_is_the_share_of_changed_frames(checkpoints, test_split):
-    spec = NoiseSequenceSpec(frames=5, sigma_step=0.1)
-    frames = noise_sequence_images(test_split, 5, 0.1)
+def test_noise_sequences_follow_cifar10p_and_flip_probability_is_computed_by_hand(
+    checkpoints, test_split
+):
+    """Frame 0 clean, then fresh noise of one fixed σ per frame; FP against the clean frame,
+    consecutive FP and the accuracy on the noisy frames, all recomputed here."""
+    frames = noise_sequence_images(test_split, 6, 0.05)
     assert np.array_equal(frames[0], test_split.images)
-    result = evaluate(checkpoints["gn"], test_split, spec)
-    preds = np.stack([result.clean_predictions] + [c.predictions for c in result.conditions])
-    expected = np.mean(preds[1:] != preds[0])
-    assert result.metric("noise_sequence", None, "flip_probability") == pytest.approx(expected)
+    x = frames.astype(np.float64) / 255
+    mid = (x[0] > 0.2) & (x[0] < 0.8)  # away from the clipping at 0 and 1
+    for k in range(1, 6):
+        assert (x[k] - x[0])[mid].std() == pytest.approx(0.05, rel=0.05)  # the same σ …
+    assert not np.array_equal(frames[1], frames[2])  # … drawn fresh for every frame
+    model, _ = load_trained(checkpoints["gn"])
+    preds = np.stack([predict(model, f, 100, torch.device("cpu")) for f in frames])
+    result = evaluate(checkpoints["gn"], test_split, NoiseSequenceSpec(frames=6, sigma=0.05))
+    fp = result.metric("noise_sequence", 0.05, "flip_probability")
+    assert fp == pytest.approx(np.mean(preds[1:] != preds[0]))
+    consecutive = result.metric("noise_sequence", 0.05, "consecutive_flip_probability")
+    assert consecutive == pytest.approx(np.mean(preds[2:] != preds[1:-1]))
+    accuracy = result.metric("noise_sequence", 0.05, "mean_accuracy")
+    assert accuracy == pytest.approx(np.mean(preds[1:] == test_split.labels))
+    with pytest.raises(RobustBenchError, match="sigma"):
+        NoiseSequenceSpec(frames=31, sigma=0.0)
 
 
 # -- corruptions -----------------------------------------------------------------------------

@@ -81,6 +81,12 @@ def test_job_key_changes_with_the_spec_not_with_the_file_name(tmp_path):
         (('name = "t"', 'name = "t"\nreference = "gn"'), r"reference: 'gn' is not a norm label"),
         (("[evaluate.noise]", '[train]\nlr = "fast"\n[evaluate.noise]'), r"train.lr: expected a number, got 'fast'"),
         (("[evaluate.noise]", '[train]\noptimizer = "lbfgs"\n[evaluate.noise]'), r"train: train.optimizer='lbfgs' must be one of sgd, adam"),
+        (("[evaluate.noise]", "[stability]\nevery = 5\netas = [0.05, 0.2]\n[evaluate.noise]"), r"stability.etas: has 2 distinct step sizes; .* at least 4"),
+        (("[evaluate.noise]", "[check]\nalpha = 1.5\n[evaluate.noise]"), r"check.alpha: must lie in \(0, 1\)"),
+        (("[evaluate.noise]", "[check]\ntolerance = nan\n[evaluate.noise]"), r"check.tolerance: must be a finite number"),
+        (("[evaluate.noise]", "[check]\ntolerance = 0.05\ndetect = 0.01\n[evaluate.noise]"), r"check.detect: must be finite and larger than the tolerance"),
+        (("[evaluate.noise]", "[check]\nprimary = []\n[evaluate.noise]"), r"check.primary: is empty"),
+        (("[evaluate.noise]", '[evaluate.noise_sequence]\nframes = 31\nsigma_step = 0.02\n[evaluate.noise]'), r"evaluate.noise_sequence.sigma_step: unknown key.*sigma"),
     ],
 )  # fmt: skip
 def test_each_mistake_names_file_key_path_and_allowed_values(tmp_path, edit, match):

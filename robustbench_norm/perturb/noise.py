@@ -31,16 +31,14 @@ def gaussian_noise_images(split: Split, sigma: float, seed: int = 0) -> np.ndarr
     return _quantize(x + rng.standard_normal(x.shape, dtype=np.float32) * np.float32(sigma))
 
 
-def noise_sequence_images(
-    split: Split, frames: int, sigma_step: float, seed: int = 0
-) -> np.ndarray:
-    """ImageNet-P-style sequences: (frames, N, H, W, C) uint8, frame 0 clean, frame k with fresh
-    noise of σ = k·sigma_step. Flip probability compares each frame's prediction with frame 0's."""
-    rng = _rng(split, seed, frames, round(sigma_step * 1_000_000))
+def noise_sequence_images(split: Split, frames: int, sigma: float, seed: int = 0) -> np.ndarray:
+    """CIFAR-10-P-style sequences: (frames, N, H, W, C) uint8, frame 0 clean, every later frame
+    with fresh N(0, σ²) noise of the same σ."""
+    rng = _rng(split, seed, frames, round(sigma * 1_000_000), 2)
     x = split.images.astype(np.float32) / 255.0
     out = np.empty((frames, *split.images.shape), dtype=np.uint8)
     out[0] = split.images
     for k in range(1, frames):
-        noise = rng.standard_normal(x.shape, dtype=np.float32) * np.float32(k * sigma_step)
+        noise = rng.standard_normal(x.shape, dtype=np.float32) * np.float32(sigma)
         out[k] = _quantize(x + noise)
     return out

@@ -37,7 +37,7 @@ from robustbench_norm.reporting import statistics
 from robustbench_norm.store import DEFAULT_STORE, Store
 
 SETTING = ("model", "norm", "batch_size", "regularizer")
-LOWER_IS_BETTER = {"flip_probability", "mce", "relative_mce"}
+LOWER_IS_BETTER = {"flip_probability", "consecutive_flip_probability", "mce", "relative_mce"}
 UNFINISHED = ("pending", "running")
 
 

@@ -1,27 +1,71 @@
-"""The GN+ paper's claims, each checked on a run with a stated test and a verdict.
+"""The GN+ paper's claims, each decided on a run with stated tests, effects, intervals and n.
 
-Verdicts: **supported** (the effect has the claimed sign and is significant at α in every
-comparison), **not supported** (a significant effect of the opposite sign, or the claimed
-pattern is significantly absent), **inconclusive** (anything else, including missing data, with
-the reason). Pairs are matched by model, batch size, regularizer and seed, so seeds are the unit
-of replication: with 2 seeds a paired t-test has one degree of freedom and rarely rejects; that
-is an honest "inconclusive", not a failure of the code. With one seed, tests fall back to
-McNemar's test on the per-example flags.
+Training runs are the unit of replication: every comparison is between two groups of runs (one
+value per run), never between the per-example results of two single models — two seeds of the
+same layer differ by more than McNemar's test would allow (GN seed 0 vs seed 1: p = 4e-14).
+Runs are not paired by seed (the same seed under another norm is not the same draw), so the
+tests are Welch's unequal-variance t (and an F-test for a spread, Fisher's exact test for a
+divergence rate).
+
+A claim is a family of comparisons (per batch size, per perturbation, per measure), combined
+by a stated rule and Holm-corrected before any verdict:
+
+* ``all`` — the claim says the effect holds everywhere ("at every batch size"): **supported**
+  when every comparison is significant in the claimed direction after Holm;
+* ``any`` — the claim says at least one measure shows it ("less stable"): **supported** when
+  the smallest Holm-adjusted p in the claimed direction is below α;
+* either way **not supported** when any comparison is significant the *other* way after Holm;
+* **no effect larger than δ** when every comparison is equivalent within the claim's margin δ
+  (TOST, Holm-adjusted) — an absent effect, bounded, is an answer;
+* otherwise **inconclusive**, with the reason and, where the data allow, how many runs per norm
+  would detect the observed effect. One run per norm is always inconclusive.
+
+``benchmarks``-free checks of these rules under the null (simulated runs with no effect) are in
+``tests/test_claims.py``: each claim's false "supported"/"not supported" rate stays ≤ α.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
-from robustbench_norm import metrics
+from robustbench_norm.reporting import statistics
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
-PAIR_KEYS = ["model", "batch_size", "regularizer", "seed"]
+NO_EFFECT = "no effect larger than δ"
+SETTING = ["model", "batch_size"]
+PHASES = ("early", "middle", "late")
+
+
+@dataclass
+class Comparison:
+    """One test of a claim: ``effect`` in the claim's units, ``p_for`` the one-sided p in the
+    claimed direction, ``p_against`` the opposite one, ``p_equivalent`` the TOST p (or None)."""
+
+    label: str
+    n: str
+    effect: str
+    p_for: float
+    p_against: float
+    p_equivalent: float | None = None
+    #: seed sd and observed effect, for "runs needed" (None when not a mean difference)
+    sd: float | None = None
+    delta: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "n": self.n,
+            "effect": self.effect,
+            "p_for": _finite(self.p_for),
+            "p_against": _finite(self.p_against),
+            "p_equivalent": _finite(self.p_equivalent),
+        }
 
 
 @dataclass
@@ -31,243 +75,348 @@ class Claim:
     test: str
     p_value: float | None
     verdict: str
+    comparisons: list[Comparison] = field(default_factory=list)
+    margin: float | None = None
 
     def to_dict(self) -> dict:
         return {
             "claim": self.claim,
             "evidence": self.evidence,
             "test": self.test,
-            "p_value": self.p_value,
+            "p_value": _finite(self.p_value),
             "verdict": self.verdict,
+            "margin": self.margin,
+            "comparisons": [c.to_dict() for c in self.comparisons],
         }
 
 
-def _values(frame: pd.DataFrame, family: str, name: str, metric: str) -> pd.DataFrame:
-    sub = frame[(frame.family == family) & (frame.name == name) & (frame.metric == metric)]
-    return sub[[*PAIR_KEYS, "norm", "job_id", "value"]]
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _pairs(values: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    """Rows of ``a`` and ``b`` matched by setting and seed: columns value_a, value_b, job_a…"""
-    left = values[values.norm == a].rename(columns={"value": "value_a", "job_id": "job_a"})
-    right = values[values.norm == b].rename(columns={"value": "value_b", "job_id": "job_b"})
-    return left.drop(columns="norm").merge(right.drop(columns="norm"), on=PAIR_KEYS)
+# -- the rule ---------------------------------------------------------------------------------
 
 
-def _compare(pairs: pd.DataFrame, flags: Callable[[int], np.ndarray] | None) -> dict:
-    """Δ = mean(a − b) with a test: paired t over pairs, or McNemar when there is one pair."""
-    if len(pairs) >= 2:
-        out = metrics.paired_t(pairs.value_b.tolist(), pairs.value_a.tolist())
-        out["test"] = f"paired t-test over {len(pairs)} seed-matched pairs"
-        return out
-    if len(pairs) == 1 and flags is not None:
-        row = pairs.iloc[0]
-        out = metrics.mcnemar(flags(int(row.job_b)), flags(int(row.job_a)))
-        out["test"] = "McNemar's exact test on per-example flags (one seed)"
-        return out
-    return {"delta": float("nan"), "p_value": None, "test": "no matched pairs"}
-
-
-def _verdict(deltas: list[dict], sign: int, alpha: float) -> str:
-    if not deltas or any(d["p_value"] is None for d in deltas):
-        return INCONCLUSIVE
-    if any(np.sign(d["delta"]) == -sign and d["p_value"] < alpha for d in deltas):
-        return NOT_SUPPORTED
-    if all(np.sign(d["delta"]) == sign and d["p_value"] < alpha for d in deltas):
-        return SUPPORTED
-    return INCONCLUSIVE
-
-
-def _fmt_p(p: float | None) -> str:
-    return "—" if p is None else f"{p:.3g}"
-
-
-def gnplus_beats_gn(frame, flags, alpha, gnplus="gnplus", gn="gn") -> Claim:
-    claim = "GN+ beats GN at every batch size"
-    values = _values(frame[frame.regularizer == "none"], "clean", "clean", "accuracy")
-    if not {gnplus, gn} <= set(values.norm):
-        return Claim(claim, f"needs norms labelled {gn!r} and {gnplus!r}", "—", None, INCONCLUSIVE)
-    parts, results = [], []
-    for (model, bs), group in values.groupby(["model", "batch_size"], sort=True):
-        r = _compare(_pairs(group, gnplus, gn), flags("clean", "clean"))
-        results.append(r)
-        parts.append(f"{model} bs {bs}: Δacc {r['delta']:+.4f} (p {_fmt_p(r['p_value'])})")
-    tests = sorted({r["test"] for r in results})
-    worst = max((r["p_value"] or 1.0) for r in results)
+def decide(
+    claim: str,
+    comparisons: list[Comparison],
+    test: str,
+    alpha: float,
+    rule: str = "all",
+    margin: float | None = None,
+    missing: str = "",
+) -> Claim:
+    """Combine a claim's comparisons into a verdict (see the module docstring)."""
+    if missing or not comparisons:
+        return Claim(claim, missing or "no data to compare", test, None, INCONCLUSIVE, [], margin)
+    evidence = "; ".join(f"{c.label}: {c.effect} (n {c.n})" for c in comparisons)
+    untestable = [c for c in comparisons if not math.isfinite(c.p_for)]
+    if untestable:
+        reason = f"inconclusive: {untestable[0].label} has fewer than 2 runs per norm"
+        return Claim(claim, f"{evidence}. {reason}", test, None, INCONCLUSIVE, comparisons, margin)
+    p_for = statistics.holm([c.p_for for c in comparisons])
+    p_against = statistics.holm([c.p_against for c in comparisons])
+    if min(p_against) < alpha:
+        return Claim(claim, evidence, test, min(p_against), NOT_SUPPORTED, comparisons, margin)
+    deciding = max(p_for) if rule == "all" else min(p_for)
+    if deciding < alpha:
+        return Claim(claim, evidence, test, deciding, SUPPORTED, comparisons, margin)
+    equivalent = [c.p_equivalent for c in comparisons]
+    if margin is not None and all(p is not None for p in equivalent):
+        p_eq = max(statistics.holm(equivalent))
+        if p_eq < alpha:
+            text = f"{evidence}. Every effect is within ±{margin:g} (TOST, Holm p {p_eq:.2g})"
+            return Claim(claim, text, test, p_eq, NO_EFFECT, comparisons, margin)
     return Claim(
-        claim,
-        "; ".join(parts),
-        "; ".join(tests) + " on clean accuracy (GN+ − GN)",
-        worst,
-        _verdict(results, +1, alpha),
+        claim, f"{evidence}. {_what_it_would_take(comparisons, alpha)}", test, deciding,
+        INCONCLUSIVE, comparisons, margin,
+    )  # fmt: skip
+
+
+def _what_it_would_take(comparisons: list[Comparison], alpha: float) -> str:
+    level = alpha / len(comparisons)
+    needs = []
+    for c in comparisons:
+        if c.sd is None or c.delta is None or not math.isfinite(c.sd):
+            continue
+        if c.delta <= 0:
+            return f"not significant; {c.label}: the observed effect points the other way"
+        needs.append(statistics.runs_needed(c.sd, c.delta, level))
+    if not needs:
+        return "not significant after Holm"
+    most = "more than 200" if None in needs else str(max(needs))
+    return (
+        f"not significant after Holm; about {most} runs per norm would detect the observed effect"
     )
+
+
+def _mean_comparison(
+    label: str, a: list[float], b: list[float], sign: int, margin: float | None, digits: int = 4
+) -> Comparison:
+    """Welch on a − b; the claimed direction is ``sign`` (+1: a > b)."""
+    d = statistics.welch(a, b)
+    n = f"{len(a)}/{len(b)}"
+    if d is None:
+        mean = f"{np.mean(a) - np.mean(b):+.{digits}f}" if a and b else "—"
+        return Comparison(label, n, f"Δ {mean}", math.nan, math.nan)
+    p_for, p_against = (d.p_greater, d.p_less) if sign > 0 else (d.p_less, d.p_greater)
+    equivalent = statistics.equivalence(a, b, margin) if margin is not None else None
+    pooled, _ = statistics.pooled_sd([a, b])
+    return Comparison(
+        label, n, d.text(digits), p_for, p_against, equivalent, pooled, sign * d.delta
+    )
+
+
+def _spread_comparison(label: str, a: list[float], b: list[float]) -> Comparison:
+    """F-test that runs of ``a`` spread more than runs of ``b``."""
+    r = statistics.variance_ratio(a, b)
+    n = f"{len(a)}/{len(b)}"
+    if r is None:
+        return Comparison(label, n, "seed sd —", math.nan, math.nan)
+    ratio, p = r
+    p_against = 1.0 - p if math.isfinite(ratio) else 0.0
+    effect = f"seed sd {np.std(a, ddof=1):.4f} vs {np.std(b, ddof=1):.4f}"
+    return Comparison(label, n, effect, p, p_against)
+
+
+def _divergence_comparison(label: str, jobs: list[dict], a: str, b: str) -> Comparison | None:
+    """Fisher's exact test that ``a`` diverges more often than ``b`` (None: no divergence)."""
+    count = {
+        n: (sum(j["status"] == "diverged" for j in jobs if j["norm"] == n),
+            sum(j["status"] in ("done", "diverged") for j in jobs if j["norm"] == n))
+        for n in (a, b)
+    }  # fmt: skip
+    (da, na), (db, nb) = count[a], count[b]
+    if da + db == 0 or not na or not nb:
+        return None
+    table = [[da, na - da], [db, nb - db]]
+    p_for = float(scipy_stats.fisher_exact(table, alternative="greater")[1])
+    p_against = float(scipy_stats.fisher_exact(table, alternative="less")[1])
+    return Comparison(label, f"{na}/{nb}", f"diverged {da}/{na} vs {db}/{nb}", p_for, p_against)
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def _values(frame: pd.DataFrame, family: str, name: str, metric: str) -> pd.DataFrame:
+    sub = frame[
+        (frame.family == family)
+        & (frame.name == name)
+        & (frame.metric == metric)
+        & (frame.status == "done")
+    ]
+    return sub[["model", "batch_size", "regularizer", "seed", "norm", "job_id", "value"]]
+
+
+def _group(values: pd.DataFrame, norm: str) -> list[float]:
+    return [float(v) for v in values[values.norm == norm].value if math.isfinite(v)]
+
+
+def _settings(values: pd.DataFrame):
+    for (model, bs), sub in values.groupby(SETTING, sort=True):
+        yield f"{model} bs {bs}", sub
+
+
+def _relative_drop(frame: pd.DataFrame, family: str, name: str, metric: str) -> pd.DataFrame:
+    """Per run: 1 − perturbed / clean accuracy (the share of its accuracy a model loses; the
+    absolute drop is confounded with clean accuracy — a model at chance cannot lose any)."""
+    clean = _values(frame, "clean", "clean", "accuracy")
+    pert = _values(frame, family, name, metric)
+    merged = clean.merge(pert[["job_id", "value"]], on="job_id", suffixes=("_c", "_p"))
+    merged = merged[merged.value_c > 0]
+    return merged.assign(value=1.0 - merged.value_p / merged.value_c)
+
+
+# -- the claims -------------------------------------------------------------------------------
+
+
+def gnplus_beats_gn(frame, alpha, gnplus="gnplus", gn="gn", margin=0.01) -> Claim:
+    claim = "GN+ beats GN at every batch size"
+    acc = _values(frame[frame.regularizer == "none"], "clean", "clean", "accuracy")
+    test = "Welch's t over runs on clean accuracy (GN+ − GN), Holm over batch sizes"
+    if not {gnplus, gn} <= set(acc.norm):
+        return decide(claim, [], test, alpha, missing=f"needs norms {gn!r} and {gnplus!r}")
+    comparisons = [
+        _mean_comparison(label, _group(sub, gnplus), _group(sub, gn), +1, margin)
+        for label, sub in _settings(acc)
+    ]
+    return decide(claim, comparisons, test, alpha, "all", margin)
+
+
+def _stability_comparisons(frame, jobs, worse: str, better: str) -> list[Comparison]:
+    """Comparisons where ``worse`` is claimed less stable than ``better``: seed spread of clean
+    accuracy, Santurkar et al.'s measures normalized by step length, divergence."""
+    out = []
+    acc = _values(frame[frame.regularizer == "none"], "clean", "clean", "accuracy")
+    for label, sub in _settings(acc):
+        out.append(
+            _spread_comparison(f"{label} accuracy spread", _group(sub, worse), _group(sub, better))
+        )
+    for measure in ("landscape_range_per_length", "beta_smoothness"):
+        values = _values(frame[frame.regularizer == "none"], "stability", measure, "mean")
+        for label, sub in _settings(values):
+            a, b = _group(sub, worse), _group(sub, better)
+            if a and b:
+                out.append(_mean_comparison(f"{label} {measure}", a, b, +1, None, digits=3))
+    diverged = _divergence_comparison("divergence", jobs, worse, better)
+    if diverged is not None:
+        out.append(diverged)
+    return out
 
 
 def gn_less_stable_than_bn(frame, jobs, alpha, gn="gn", bn="bn") -> Claim:
     claim = "GN is less stable than BN"
-    acc = _values(frame, "clean", "clean", "accuracy")
-    spread = {
-        n: acc[acc.norm == n].groupby(["model", "batch_size", "regularizer"]).value.std()
-        for n in (gn, bn)
-    }
-    spread_text = ", ".join(
-        f"seed std of accuracy {n} {s.mean():.4f}"
-        for n, s in spread.items()
-        if len(s) and not s.isna().all()
+    test = (
+        "F-test on the seed spread of clean accuracy; Welch's t over runs on Santurkar et al.'s "
+        "landscape range per unit step and β-smoothness; Fisher on divergence; Holm, any measure"
     )
-    land = _values(frame, "stability", "landscape_range", "mean")
-    if not {gn, bn} <= set(land.norm):
-        return Claim(
-            claim,
-            (spread_text or "no seeds to compare") + "; no stability measures "
-            "(add a [stability] section)",
-            "—",
-            None,
-            INCONCLUSIVE,
-        )
-    results, parts = [], []
-    for name in ("landscape_range", "beta_smoothness"):
-        r = _compare(_pairs(_values(frame, "stability", name, "mean"), gn, bn), None)
-        results.append(r)
-        parts.append(
-            f"{name.replace('_', ' ')} GN − BN {r['delta']:+.4g} (p {_fmt_p(r['p_value'])})"
-        )
-    diverged = {
-        n: int(sum(1 for j in jobs if j["norm"] == n and j["status"] == "diverged"))
-        for n in (gn, bn)
-    }
-    parts.append(f"diverged runs GN {diverged[gn]}, BN {diverged[bn]}")
-    if spread_text:
-        parts.append(spread_text)
-    worst = max((r["p_value"] if r["p_value"] is not None else 1.0) for r in results)
-    return Claim(
-        claim,
-        "; ".join(parts),
-        results[0]["test"] + " on Santurkar et al.'s loss "
-        "landscape range and β-smoothness (GN − BN)",
-        worst,
-        _verdict(results, +1, alpha),
-    )
+    if not {gn, bn} <= set(frame.norm):
+        return decide(claim, [], test, alpha, missing=f"needs norms {gn!r} and {bn!r}")
+    return decide(claim, _stability_comparisons(frame, jobs, gn, bn), test, alpha, "any")
 
 
-def gn_more_sensitive_than_bn(frame, alpha, gn="gn", bn="bn") -> Claim:
-    claim = "GN is more sensitive to noise and regularization than BN"
-    clean = _values(frame, "clean", "clean", "accuracy")
-    drops = []
-    for family, name, metric, label in (
+def gnplus_stabilizes_training(frame, jobs, alpha, gnplus="gnplus", gn="gn") -> Claim:
+    claim = "GN+ trains more stably than GN"
+    test = (
+        "as for GN vs BN: seed spread (F), landscape per unit step and β-smoothness (Welch), "
+        "divergence (Fisher), GN against GN+; Holm, any measure"
+    )
+    if not {gn, gnplus} <= set(frame.norm):
+        return decide(claim, [], test, alpha, missing=f"needs norms {gn!r} and {gnplus!r}")
+    return decide(claim, _stability_comparisons(frame, jobs, gn, gnplus), test, alpha, "any")
+
+
+def gn_more_sensitive_to_noise(frame, alpha, gn="gn", bn="bn", margin=0.02) -> Claim:
+    claim = "GN is more sensitive to noise and corruptions than BN"
+    test = (
+        "Welch's t over runs on the relative accuracy drop 1 − perturbed/clean (GN − BN), "
+        "Holm over perturbations and batch sizes"
+    )
+    sub = frame[frame.regularizer == "none"]
+    comparisons = []
+    for family, name, metric, what in (
         ("noise", "gaussian_noise", "mean_accuracy", "noise"),
         ("corruption", "all", "mean_corruption_accuracy", "corruptions"),
     ):
-        pert = _values(frame, family, name, metric)
-        if pert.empty:
-            continue
-        merged = clean.merge(pert, on=[*PAIR_KEYS, "norm", "job_id"], suffixes=("_c", "_p"))
-        merged = merged.assign(value=merged.value_c - merged.value_p)
-        drops.append((label, merged[[*PAIR_KEYS, "norm", "job_id", "value"]]))
-    regs = clean[clean.regularizer != "none"]
-    if not regs.empty:  # accuracy lost to each regularizer, against the unregularized run
-        base = clean[clean.regularizer == "none"].drop(columns=["regularizer", "job_id"])
-        merged = regs.merge(base, on=["model", "batch_size", "seed", "norm"], suffixes=("", "_0"))
-        merged = merged.assign(value=merged.value_0 - merged.value)
-        drops.append(("regularization", merged[[*PAIR_KEYS, "norm", "job_id", "value"]]))
-    if not drops or not {gn, bn} <= set(clean.norm):
-        return Claim(
-            claim,
-            f"needs {gn!r}, {bn!r} and a noise, corruption or regularization evaluation",
-            "—",
-            None,
-            INCONCLUSIVE,
+        drops = _relative_drop(sub, family, name, metric)
+        for label, part in _settings(drops):
+            a, b = _group(part, gn), _group(part, bn)
+            if a and b:
+                comparisons.append(_mean_comparison(f"{label} {what}", a, b, +1, margin))
+    if not comparisons:
+        need = f"needs {gn!r}, {bn!r} and a noise or corruption evaluation"
+        return decide(claim, [], test, alpha, missing=need)
+    out = decide(claim, comparisons, test, alpha, "all", margin)
+    clean = _values(sub, "clean", "clean", "accuracy")
+    means = {n: float(np.mean(_group(clean, n))) for n in (gn, bn) if _group(clean, n)}
+    if len(means) == 2 and abs(means[gn] - means[bn]) > 0.1:
+        out.evidence += (
+            f". Caution: clean accuracy GN {means[gn]:.3f} vs BN {means[bn]:.3f}; a model near "
+            "chance has little to lose, so the drops are not at matched accuracy"
         )
-    results, parts = [], []
-    for label, values in drops:
-        r = _compare(_pairs(values, gn, bn), None)
-        results.append(r)
-        parts.append(
-            f"accuracy lost to {label}: GN − BN {r['delta']:+.4f} (p {_fmt_p(r['p_value'])})"
-        )
-    worst = max((r["p_value"] if r["p_value"] is not None else 1.0) for r in results)
-    return Claim(
-        claim,
-        "; ".join(parts),
-        results[0]["test"] + " on the accuracy drop (clean − perturbed), GN − BN",
-        worst,
-        _verdict(results, +1, alpha),
+    return out
+
+
+def gn_more_sensitive_to_regularization(frame, alpha, gn="gn", bn="bn", margin=0.02) -> Claim:
+    claim = "GN is more sensitive to regularization than BN"
+    test = (
+        "Welch's t over runs on the relative clean-accuracy drop against the unregularized "
+        "runs' mean (GN − BN), Holm over regularizers and batch sizes"
     )
+    clean = _values(frame, "clean", "clean", "accuracy")
+    regs = sorted(set(clean.regularizer) - {"none"})
+    if not regs or not {gn, bn} <= set(clean.norm):
+        need = f"needs {gn!r}, {bn!r} and a regularization sweep ([regularization] in the suite)"
+        return decide(claim, [], test, alpha, missing=need)
+    comparisons = []
+    for (model, bs), sub in clean.groupby(SETTING, sort=True):
+        base = {
+            n: np.mean(_group(sub[sub.regularizer == "none"], n) or [math.nan]) for n in (gn, bn)
+        }
+        for reg in regs:
+            part = sub[sub.regularizer == reg]
+            a = [1 - v / base[gn] for v in _group(part, gn)]
+            b = [1 - v / base[bn] for v in _group(part, bn)]
+            if a and b and all(math.isfinite(x) for x in a + b):
+                label = f"{model} bs {bs} {reg}"
+                comparisons.append(_mean_comparison(label, a, b, +1, margin))
+    return decide(claim, comparisons, test, alpha, "all", margin)
 
 
-def gn_helps_only_in_part_of_training(jobs, alpha, gn="gn", bn="bn", none="none") -> Claim:
+def gn_helps_only_in_part_of_training(
+    jobs, alpha, gn="gn", bn="bn", none="none", margin_share=0.1
+) -> Claim:
     claim = "GN helps only in part of training (BN throughout)"
-    have = {j["norm"] for j in jobs if j["stability"]}
-    if not {gn, bn, none} <= have:
-        return Claim(
-            claim,
-            f"needs stability measures for norms {gn!r}, {bn!r} and {none!r} "
-            "(no normalization) in the same suite",
-            "—",
-            None,
-            INCONCLUSIVE,
+    test = (
+        "landscape range per unit step, per third of training, vs no normalization: Welch "
+        "(BN helps in every third; GN helps early), TOST (GN within ±10 % of none late), and "
+        "a norm × phase interaction (Welch on early − late, none vs GN); Holm over all"
+    )
+    per_phase = _phase_values(jobs, (gn, bn, none))
+    if not {gn, bn, none} <= set(per_phase):
+        need = (
+            f"needs stability measures for {gn!r}, {bn!r} and {none!r} (no normalization) in "
+            "the same suite"
         )
-    phases = ("early", "middle", "late")
+        return decide(claim, [], test, alpha, missing=need)
+    comps = []
+    for i, phase in enumerate(PHASES):
+        a, b = per_phase[none][:, i].tolist(), per_phase[bn][:, i].tolist()
+        comps.append(_mean_comparison(f"BN helps {phase}", a, b, +1, None, digits=3))
+    a, b = per_phase[none][:, 0].tolist(), per_phase[gn][:, 0].tolist()
+    comps.append(_mean_comparison("GN helps early", a, b, +1, None, digits=3))
+    late_none = per_phase[none][:, -1].tolist()
+    margin = margin_share * float(np.mean(late_none))
+    late = _mean_comparison("GN ≈ none late", per_phase[gn][:, -1].tolist(), late_none, +1, margin)
+    if late.p_equivalent is not None:  # the claim here is equivalence, not a difference
+        late = Comparison(late.label, late.n, late.effect, late.p_equivalent, 1.0)
+    comps.append(late)
+    shift = {n: (per_phase[n][:, 0] - per_phase[n][:, -1]).tolist() for n in (none, gn)}
+    comps.append(
+        _mean_comparison("GN's benefit shrinks (interaction)", shift[none], shift[gn], +1, None, 3)
+    )
+    claim_out = decide(claim, comps, test, alpha, "all")
+    if claim_out.verdict == NOT_SUPPORTED:
+        return claim_out
+    helps_late = _mean_comparison(
+        "GN helps late", late_none, per_phase[gn][:, -1].tolist(), +1, None
+    )
+    if math.isfinite(helps_late.p_for) and helps_late.p_for < alpha / len(comps):
+        claim_out.verdict, claim_out.p_value = NOT_SUPPORTED, helps_late.p_for
+        claim_out.evidence += f"; GN helps late too: {helps_late.effect}"
+    return claim_out
 
-    def phase_means(job) -> list[float]:
-        steps = np.array([s["step"] for s in job["stability"]])
-        values = np.array([s["landscape_range"] for s in job["stability"]])
+
+def _phase_values(jobs: list[dict], norms: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Norm → (runs, 3) mean landscape range per unit step in each third of training."""
+    out: dict[str, list] = {}
+    for j in jobs:
+        if j["norm"] not in norms or not j["stability"] or j["regularizer"] != "none":
+            continue
+        steps = np.array([s["step"] for s in j["stability"]])
+        values = np.array([_per_length(s) for s in j["stability"]])
         edges = np.linspace(steps.min(), steps.max() + 1, 4)
         inside = [(steps >= lo) & (steps < hi) for lo, hi in itertools.pairwise(edges)]
-        return [float(values[m].mean()) if m.any() else float("nan") for m in inside]
-
-    rows = []
-    for j in jobs:
-        if j["stability"] and j["norm"] in (gn, bn, none):
-            for phase, value in zip(phases, phase_means(j), strict=True):
-                rows.append(
-                    {
-                        "model": j["model"],
-                        "batch_size": j["batch_size"],
-                        "regularizer": j["regularizer"],
-                        "seed": j["seed"],
-                        "norm": j["norm"],
-                        "job_id": j["id"],
-                        "phase": phase,
-                        "value": value,
-                    }
-                )
-    frame = pd.DataFrame(rows)
-    helps: dict[str, list[bool]] = {gn: [], bn: []}
-    parts, ps = [], []
-    for norm in (gn, bn):
-        for phase in phases:
-            sub = frame[frame.phase == phase].drop(columns="phase")
-            r = _compare(_pairs(sub, norm, none), None)
-            significant = r["p_value"] is not None and r["p_value"] < alpha and r["delta"] < 0
-            helps[norm].append(significant)
-            ps.append(r["p_value"] if r["p_value"] is not None else 1.0)
-            parts.append(
-                f"{norm} {phase}: landscape range vs none {r['delta']:+.3g} "
-                f"(p {_fmt_p(r['p_value'])})"
-            )
-    if all(helps[bn]) and 0 < sum(helps[gn]) < len(phases):
-        verdict = SUPPORTED
-    elif all(helps[gn]):
-        verdict = NOT_SUPPORTED
-    else:
-        verdict = INCONCLUSIVE
-    return Claim(
-        claim,
-        "; ".join(parts),
-        "paired t-tests per training third, norm vs no norm, on the loss landscape range",
-        max(ps),
-        verdict,
-    )
+        row = [float(values[m].mean()) if m.any() else math.nan for m in inside]
+        if all(math.isfinite(v) for v in row):
+            out.setdefault(j["norm"], []).append(row)
+    return {n: np.array(rows) for n, rows in out.items()}
 
 
-def evaluate_claims(
-    frame: pd.DataFrame, jobs: list[dict], flags, alpha: float = 0.05
-) -> list[Claim]:
-    """All four claims for a run. ``flags(family, name)`` returns a job_id → flags function."""
+def _per_length(row: dict) -> float:
+    """The stored per-length range, or (for older runs) range / (η_max·‖g‖) if recorded."""
+    if "landscape_range_per_length" in row:
+        return float(row["landscape_range_per_length"])
+    return float(row["landscape_range"])
+
+
+def evaluate_claims(frame: pd.DataFrame, jobs: list[dict], alpha: float = 0.05) -> list[Claim]:
+    """Every claim for a run."""
     return [
-        gnplus_beats_gn(frame, flags, alpha),
+        gnplus_beats_gn(frame, alpha),
         gn_less_stable_than_bn(frame, jobs, alpha),
-        gn_more_sensitive_than_bn(frame, alpha),
+        gnplus_stabilizes_training(frame, jobs, alpha),
+        gn_more_sensitive_to_noise(frame, alpha),
+        gn_more_sensitive_to_regularization(frame, alpha),
         gn_helps_only_in_part_of_training(jobs, alpha),
     ]

@@ -57,8 +57,10 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 def _table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["rank", "norm", *table.columns])
     body = []
-    for rank, norm in enumerate(table.ranked(), start=1):
-        cells = [f'<td data-sort="{rank}">{rank}</td>', f"<td>{html.escape(norm)}</td>"]
+    for norm in table.ranked():
+        rank = table.ranks.get(norm, 1)
+        label = html.escape(table.rank_label(norm))
+        cells = [f'<td data-sort="{rank}">{label}</td>', f"<td>{html.escape(norm)}</td>"]
         for col in table.columns:
             cell = table.rows[norm].get(col)
             if cell is None:
@@ -73,8 +75,9 @@ def _table(table: Table) -> str:
     direction = "higher is better" if table.higher_is_better else "lower is better"
     return (
         f'<h3 id="{table.id}">{html.escape(table.title)}</h3>'
-        f'<p class="note">{html.escape(table.description)} ({direction}; mean ± 95 % CI over '
-        f"seeds; ★ best in column)</p>"
+        f'<p class="note">{html.escape(table.description)} ({direction}; 3+ runs: mean '
+        f"[95 % interval over runs]; fewer: each run's value; ★ better than every other cell "
+        f"of the column by a Holm-corrected Welch test)</p>"
         f'<table class="sortable" id="table-{table.id}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
     )

@@ -1,9 +1,19 @@
-"""Leaderboard tables from a run's tidy results: mean ± 95 % CI over seeds, ranked.
+"""Leaderboard tables from a run's tidy results: one value per training run, summarized honestly.
 
 A *setting* is everything but the norm and the seed (model, batch size, regularizer). Each
-table has one row per norm and one column per setting (or per ε, σ, severity where that is
-the axis), a cell is the mean over seeds with the half-width of its Student-t 95 % interval,
-rows are ranked by their mean over columns and the best cell of each column is marked.
+table has one row per norm and one column per setting (or per ε, σ, severity where that is the
+axis). A cell holds the runs' values:
+
+* fewer than :data:`MIN_RUNS_FOR_INTERVAL` runs: the values themselves ("0.742 / 0.750"), no
+  interval — a 95 % t-interval over 2 runs is ±12.7 standard errors and says nothing;
+* otherwise the mean and its 95 % Student-t interval, clipped to the metric's range (an
+  accuracy's interval stays inside [0, 1]).
+
+Ranks and ★ follow tests, not means alone. Row A *beats* row B when, in every column both have,
+A is better by a one-sided Welch test over runs, Holm-corrected over every (A, B, column) test
+of the table; a row's rank is 1 + the number of rows that beat it, so rows nobody separates
+share a rank (shown "1=" for a tie). A cell gets ★ only when it beats every other cell of its
+column after Holm over that column's comparisons.
 """
 
 from __future__ import annotations
@@ -14,23 +24,47 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from robustbench_norm import metrics
+from robustbench_norm.reporting import statistics
 
 SETTING = ["model", "batch_size", "regularizer"]
+MIN_RUNS_FOR_INTERVAL = 3
+ALPHA = 0.05
+#: an accuracy, a rate or a share lives in [0, 1]
+UNIT = (0.0, 1.0)
 
 
 @dataclass
 class Cell:
-    mean: float
-    ci95: float
-    n: int
+    values: list[float]
+    bounds: tuple[float, float] | None = UNIT
     best: bool = False
+    #: shown instead of the summary (e.g. "1 / 6" for a count of diverged runs)
+    display: str | None = None
+    #: mean, interval low, interval high (NaN below MIN_RUNS_FOR_INTERVAL runs)
+    mean: float = field(init=False)
+    low: float = field(init=False)
+    high: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        finite = [v for v in self.values if math.isfinite(v)]
+        self.mean, self.low, self.high = statistics.mean_interval(finite, self.bounds)
+        if len(finite) < MIN_RUNS_FOR_INTERVAL:
+            self.low = self.high = math.nan
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
 
     def text(self, digits: int = 3) -> str:
+        if self.display is not None:
+            return self.display
         if math.isnan(self.mean):
             return "—"
-        ci = "" if math.isnan(self.ci95) else f" ± {self.ci95:.{digits}f}"
-        return f"{self.mean:.{digits}f}{ci}"
+        if self.n < MIN_RUNS_FOR_INTERVAL:
+            return " / ".join(
+                "—" if not math.isfinite(v) else f"{v:.{digits}f}" for v in self.values
+            )
+        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
 @dataclass
@@ -42,27 +76,66 @@ class Table:
     columns: list[str]
     #: norm label → column → Cell
     rows: dict[str, dict[str, Cell]] = field(default_factory=dict)
+    #: norm → rank (1 + rows that beat it after Holm); filled by :meth:`settle`
+    ranks: dict[str, int] = field(default_factory=dict)
 
     def ranked(self) -> list[str]:
-        def score(norm: str) -> float:
+        """Rows by tested rank, then by mean within a rank."""
+
+        def score(norm: str) -> tuple[int, float]:
             values = [c.mean for c in self.rows[norm].values() if not math.isnan(c.mean)]
             if not values:
-                return math.inf
+                return (len(self.rows) + 1, math.inf)
             m = float(np.mean(values))
-            return -m if self.higher_is_better else m
+            return (self.ranks.get(norm, 1), -m if self.higher_is_better else m)
 
         return sorted(self.rows, key=score)
 
-    def mark_best(self) -> None:
+    def rank_label(self, norm: str) -> str:
+        rank = self.ranks.get(norm, 1)
+        tied = sum(r == rank for r in self.ranks.values()) > 1
+        return f"{rank}=" if tied else str(rank)
+
+    def settle(self, alpha: float = ALPHA) -> None:
+        """Tested ranks and ★ (see the module docstring)."""
+        norms = [n for n in self.rows if any(not math.isnan(c.mean) for c in self.rows[n].values())]
+        tests = []  # (winner, loser, column, p)
+        for a, b in ((a, b) for a in norms for b in norms if a != b):
+            for col in self.columns:
+                ca, cb = self.rows[a].get(col), self.rows[b].get(col)
+                if ca is None or cb is None:
+                    continue
+                d = statistics.welch(ca.values, cb.values)
+                p = math.nan if d is None else (d.p_greater if self.higher_is_better else d.p_less)
+                tests.append((a, b, col, p))
+        finite = [t for t in tests if math.isfinite(t[3])]
+        adjusted = dict(
+            zip([t[:3] for t in finite], statistics.holm([t[3] for t in finite]), strict=True)
+        )
+        beats = {
+            (a, b)
+            for a in norms
+            for b in norms
+            if a != b
+            and (shared := [t for t in tests if t[0] == a and t[1] == b])
+            and all(adjusted.get(t[:3], 1.0) < alpha for t in shared)
+        }
+        self.ranks = {b: 1 + sum((a, b) in beats for a in norms) for b in norms}
         for col in self.columns:
-            cells = [self.rows[n][col] for n in self.rows if col in self.rows[n]]
-            cells = [c for c in cells if not math.isnan(c.mean)]
+            cells = {n: self.rows[n][col] for n in norms if col in self.rows[n]}
+            for cell in cells.values():
+                cell.best = False
             if len(cells) < 2:
                 continue
-            pick = max if self.higher_is_better else min
-            best = pick(c.mean for c in cells)
-            for c in cells:
-                c.best = c.mean == best
+            column_tests = [t for t in tests if t[2] == col and math.isfinite(t[3])]
+            holm = dict(
+                zip([t[:2] for t in column_tests], statistics.holm([t[3] for t in column_tests]),
+                    strict=True)
+            )  # fmt: skip
+            for a in cells:
+                others = [b for b in cells if b != a]
+                if all(holm.get((a, b), 1.0) < alpha for b in others):
+                    cells[a].best = True
 
     def to_dict(self) -> dict:
         return {
@@ -74,13 +147,21 @@ class Table:
             "rows": [
                 {
                     "norm": norm,
-                    "rank": rank + 1,
+                    "rank": self.ranks.get(norm, 1),
+                    "tied": self.rank_label(norm).endswith("="),
                     "cells": {
-                        col: {"mean": _num(c.mean), "ci95": _num(c.ci95), "n": c.n, "best": c.best}
+                        col: {
+                            "mean": _num(c.mean),
+                            "low": _num(c.low),
+                            "high": _num(c.high),
+                            "values": [_num(v) for v in c.values],
+                            "n": c.n,
+                            "best": c.best,
+                        }
                         for col, c in self.rows[norm].items()
                     },
                 }
-                for rank, norm in enumerate(self.ranked())
+                for norm in self.ranked()
             ],
         }
 
@@ -116,9 +197,10 @@ def pivot(
     higher_is_better: bool = True,
     column_of=None,
     order: list[str] | None = None,
+    bounds: tuple[float, float] | None = UNIT,
 ) -> Table:
-    """Cells = mean ± CI over the rows (seeds) of each (norm, column); ``column_of(row)`` names
-    a row's column (default: its setting)."""
+    """One cell per (norm, column) holding its runs' values; ``column_of(row)`` names a row's
+    column (default: its setting); ``bounds`` is the metric's range (None: unbounded)."""
     vary = varying(frame) if len(frame) else []
     column_of = column_of or (lambda row: setting_name(row, vary))
     frame = frame.assign(_col=[column_of(r) for _, r in frame.iterrows()]) if len(frame) else frame
@@ -133,9 +215,8 @@ def pivot(
         for col in columns:
             values = sub[sub["_col"] == col]["value"].astype(float).tolist()
             if values:
-                mean, half = metrics.mean_ci(values)
-                table.rows[norm][col] = Cell(mean, half, len(values))
-    table.mark_best()
+                table.rows[norm][col] = Cell(values, bounds)
+    table.settle()
     return table
 
 

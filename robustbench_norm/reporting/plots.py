@@ -1,4 +1,5 @@
-"""PNG plots of a run: curves with mean ± 95 % CI over seeds, one line per norm."""
+"""PNG plots of a run: curves with mean ± 95 % interval over runs (the runs as dots below 3),
+one line per norm."""
 
 from __future__ import annotations
 
@@ -13,20 +14,26 @@ import numpy as np
 import pandas as pd
 
 from robustbench_norm import metrics
+from robustbench_norm.reporting.leaderboard import MIN_RUNS_FOR_INTERVAL
 
 
 def _curve(ax, frame: pd.DataFrame, x: str, label: str, bounds=(-np.inf, np.inf)) -> None:
-    """Mean over seeds with its 95 % CI as a band, the band clipped to the metric's range."""
+    """Mean over runs with its 95 % interval as a band clipped to the metric's range; with
+    fewer than 3 runs the runs themselves as dots instead (a 2-run band fills the axis)."""
     grouped = frame.groupby(x)["value"].apply(list)
     xs = list(grouped.index)
     stats = [metrics.mean_ci(v) for v in grouped]
     means = np.array([m for m, _ in stats])
-    half = np.nan_to_num(np.array([h for _, h in stats]))
-    ax.plot(xs, means, marker="o", label=label)
-    low = np.clip(means - half, *bounds)
-    if ax.get_yscale() == "log":  # a band through zero cannot be drawn on a log axis
-        low = np.maximum(low, means / 10)
-    ax.fill_between(xs, low, np.clip(means + half, *bounds), alpha=0.2)
+    (line,) = ax.plot(xs, means, marker="o", label=label)
+    if min(len(v) for v in grouped) < MIN_RUNS_FOR_INTERVAL:
+        for xv, values in zip(xs, grouped, strict=True):
+            ax.scatter([xv] * len(values), values, s=12, color=line.get_color(), alpha=0.6)
+    else:
+        half = np.nan_to_num(np.array([h for _, h in stats]))
+        low = np.clip(means - half, *bounds)
+        if ax.get_yscale() == "log":  # a band through zero cannot be drawn on a log axis
+            low = np.maximum(low, means / 10)
+        ax.fill_between(xs, low, np.clip(means + half, *bounds), alpha=0.2)
     if np.isfinite(bounds).all():
         ax.set_ylim(*bounds)
 

@@ -14,7 +14,6 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from robustbench_norm import metrics
@@ -22,10 +21,18 @@ from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.norms.fingerprint import signature
 from robustbench_norm.reporting import html_page, plots
 from robustbench_norm.reporting.claims import Claim, evaluate_claims
-from robustbench_norm.reporting.leaderboard import Cell, Table, pivot, select, setting_name, varying
+from robustbench_norm.reporting.leaderboard import (
+    MIN_RUNS_FOR_INTERVAL,
+    Cell,
+    Table,
+    pivot,
+    select,
+    setting_name,
+    varying,
+)
 from robustbench_norm.store import Store
 
-JSON_SCHEMA = "robustbench-norm/leaderboard@1"
+JSON_SCHEMA = "robustbench-norm/leaderboard@2"
 
 
 @dataclass
@@ -60,13 +67,7 @@ def build_report(store: Store, run_id: int, alpha: float = 0.05) -> Report:
     done = frame[frame.status == "done"]
     tables = _tables(done, jobs, order, reference)
 
-    def flags(family: str, name: str):
-        def get(job_id: int) -> np.ndarray:
-            return store.flags_of_job(job_id)[(family, name, None)]
-
-        return get
-
-    claims = evaluate_claims(frame, jobs, flags, alpha)
+    claims = evaluate_claims(frame, jobs, alpha)
     return Report(
         run["suite"], toml.get("description", ""), run, frame, jobs, tables, claims, reference
     )
@@ -112,17 +113,43 @@ def _tables(frame: pd.DataFrame, jobs: list[dict], order: list[str], reference) 
         )
     flip = select(frame, "noise_sequence", "flip_probability")
     if not flip.empty:
+        sigma = f"{flip.parameter.iloc[0]:g}"
         tables.append(
             pivot(
                 flip,
                 id="flip",
                 title="Noise sequences: flip probability",
-                description="share of noisy frames whose prediction differs from "
-                "the clean frame's (ImageNet-P style)",
+                description=f"CIFAR-10-P: share of frames with fresh Gaussian noise (σ = {sigma}) "
+                "whose prediction differs from the clean frame's; read it next to the accuracy "
+                "on those frames below — a model that always predicts one class never flips",
                 higher_is_better=False,
                 order=order,
             )
         )
+        if reference is not None and reference in set(flip.norm):
+            tables.append(
+                pivot(
+                    _relative_to_reference(flip, reference),
+                    id="flip-rate",
+                    title="Noise sequences: flip rate (FR)",
+                    description=f"flip probability ÷ the {reference!r} runs' mean flip probability "
+                    "in the same setting (1.0 = as stable as the reference)",
+                    higher_is_better=False,
+                    order=order,
+                    bounds=(0.0, math.inf),
+                )
+            )
+        noisy = select(frame, "noise_sequence", "mean_accuracy")
+        if not noisy.empty:
+            tables.append(
+                pivot(
+                    noisy,
+                    id="flip-accuracy",
+                    title="Noise sequences: accuracy on the noisy frames",
+                    description=f"mean accuracy over the frames with noise σ = {sigma}",
+                    order=order,
+                )
+            )
     corr = select(frame, "corruption", "mean_corruption_accuracy")
     if not corr.empty:
         tables.append(
@@ -187,36 +214,47 @@ def _eps(value: float) -> str:
 
 
 def _mce_tables(frame: pd.DataFrame, reference: str, order: list[str]) -> list[Table]:
+    """CE and relative CE of every run against one fixed reference per setting: the reference
+    norm's *seed-mean* error per corruption and severity (Hendrycks & Dietterich's AlexNet
+    role). The reference's own runs then scatter around 1 instead of sitting at 1.000 by
+    construction, and its seed noise no longer enters every other row run by run."""
     corr = select(frame, "corruption", "accuracy")
     clean = select(frame, "clean", "accuracy")
-    keys = ["model", "batch_size", "regularizer", "seed"]
     rows = []
-    for job_id, job in corr.groupby("job_id"):
-        first = job.iloc[0]
-        match = (corr.norm == reference) & np.logical_and.reduce(
-            [corr[k] == first[k] for k in keys]
-        )
-        ref = corr[match]
-        if ref.empty:
+    for key, sub in corr.groupby(["model", "batch_size", "regularizer"]):
+        ref = sub[sub.norm == reference]
+        ref_clean = clean[(clean.norm == reference) & clean.job_id.isin(ref.job_id)]
+        if ref.empty or ref_clean.empty:
             continue
-        errors = {(r["name"], int(r.parameter)): 1 - r.value for _, r in job.iterrows()}
-        ref_errors = {(r["name"], int(r.parameter)): 1 - r.value for _, r in ref.iterrows()}
-        clean_err = 1 - float(clean[clean.job_id == job_id].value.iloc[0])
-        ref_clean = 1 - float(clean[clean.job_id == ref.job_id.iloc[0]].value.iloc[0])
-        out = metrics.corruption_errors(errors, ref_errors, clean_err, ref_clean)
-        for metric in ("mce", "relative_mce"):
-            rows.append(
-                {
-                    **{k: first[k] for k in keys},
-                    "norm": first.norm,
-                    "metric": metric,
-                    "value": out[metric]["all"],
-                }
-            )
+        ref_errors = {
+            (name, int(param)): 1 - float(g.value.mean())
+            for (name, param), g in ref.groupby(["name", "parameter"])
+        }
+        ref_clean_error = 1 - float(ref_clean.value.mean())
+        for job_id, job in sub.groupby("job_id"):
+            errors = {(r["name"], int(r.parameter)): 1 - r.value for _, r in job.iterrows()}
+            clean_err = 1 - float(clean[clean.job_id == job_id].value.iloc[0])
+            out = metrics.corruption_errors(errors, ref_errors, clean_err, ref_clean_error)
+            first = job.iloc[0]
+            for metric in ("mce", "relative_mce"):
+                rows.append(
+                    {
+                        "model": key[0],
+                        "batch_size": key[1],
+                        "regularizer": key[2],
+                        "seed": first.seed,
+                        "norm": first.norm,
+                        "metric": metric,
+                        "value": out[metric]["all"],
+                    }
+                )
     if not rows:
         return []
     mce = pd.DataFrame(rows)
-    desc = f"against the {reference!r} model of the same setting and seed (1.0 = as robust)"
+    desc = (
+        f"CE per run against the {reference!r} runs' mean error per corruption and severity "
+        "(1.0 = as robust as the reference on average)"
+    )
     return [
         pivot(
             mce[mce.metric == "mce"],
@@ -225,31 +263,59 @@ def _mce_tables(frame: pd.DataFrame, reference: str, order: list[str]) -> list[T
             description=desc,
             higher_is_better=False,
             order=order,
+            bounds=(0.0, math.inf),
         ),
         pivot(
             mce[mce.metric == "relative_mce"],
             id="relative-mce",
             title="Relative mCE",
-            description=desc + "; error increase over clean",
+            description=desc + "; error increase over clean. Caution: a model with a high "
+            "clean error has little room to degrade, so a poor model can look robust here",
             higher_is_better=False,
             order=order,
+            bounds=None,
         ),
     ]
 
 
+def _relative_to_reference(values: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Each run's value ÷ the reference norm's mean value in the same setting."""
+    keys = ["model", "batch_size", "regularizer"]
+    ref = values[values.norm == reference].groupby(keys).value.mean().rename("ref")
+    merged = values.join(ref, on=keys)
+    merged = merged[merged.ref > 0]
+    return merged.assign(value=merged.value / merged.ref)
+
+
+def chance_corruptions(frame: pd.DataFrame, classes: int = 10, margin: float = 0.05) -> list[str]:
+    """Corruptions at which every norm is at chance (accuracy ≤ 1/classes + margin) at every
+    severity: their columns measure nothing but the corruption's strength on this data."""
+    corr = select(frame, "corruption", "accuracy")
+    out = []
+    for name, sub in corr.groupby("name", sort=True):
+        means = sub.groupby(["norm", "parameter"]).value.mean()
+        if len(means) and (means <= 1 / classes + margin).all():
+            out.append(str(name))
+    return out
+
+
 def _stability_table(frame: pd.DataFrame, jobs: list[dict], order: list[str]) -> Table:
     columns = [
-        "accuracy seed std",
+        "accuracy seed sd",
         "diverged runs",
+        "landscape range / step",
+        "β-smoothness",
         "landscape range",
         "gradient change",
-        "β-smoothness",
     ]
     table = Table(
         "stability",
         "Training stability",
-        "seed std of final clean accuracy, diverged runs, and Santurkar et al.'s "
-        "measures averaged over the measured steps",
+        "seed standard deviation of final clean accuracy (per setting), diverged runs, and "
+        "Santurkar et al.'s measures averaged over the measured steps — the landscape range "
+        "per unit step length (η_max·‖g‖) and β-smoothness are comparable across layers; the "
+        "raw range and gradient change grow with the gradient's size; per-third values are in "
+        "results.csv (metric phase_mean)",
         False,
         columns,
     )
@@ -259,22 +325,22 @@ def _stability_table(frame: pd.DataFrame, jobs: list[dict], order: list[str]) ->
         accs = clean[clean.norm == norm].groupby(["model", "batch_size", "regularizer"]).value
         stds = [s for s in accs.std().tolist() if not math.isnan(s)]
         if stds:
-            cells["accuracy seed std"] = Cell(float(np.mean(stds)), float("nan"), len(stds))
+            cells["accuracy seed sd"] = Cell(stds, None)
         mine = [j for j in jobs if j["norm"] == norm]
-        cells["diverged runs"] = Cell(
-            sum(j["status"] == "diverged" for j in mine), float("nan"), len(mine)
-        )
+        diverged = [float(j["status"] == "diverged") for j in mine]
+        cells["diverged runs"] = Cell(diverged, display=f"{int(sum(diverged))} / {len(mine)}")
         for col, name in (
+            ("landscape range / step", "landscape_range_per_length"),
+            ("β-smoothness", "beta_smoothness"),
             ("landscape range", "landscape_range"),
             ("gradient change", "grad_change_max"),
-            ("β-smoothness", "beta_smoothness"),
         ):
             values = select(frame, "stability", "mean", name)
             values = values[values.norm == norm].value.tolist()
             if values:
-                cells[col] = Cell(*metrics.mean_ci(values), len(values))
+                cells[col] = Cell(values, (0.0, math.inf))
         table.rows[norm] = cells
-    table.mark_best()
+    table.settle()
     return table
 
 
@@ -284,15 +350,13 @@ def _stability_table(frame: pd.DataFrame, jobs: list[dict], order: list[str]) ->
 def _markdown_table(table: Table) -> str:
     head = ["rank", "norm", *table.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(table.columns)]
-    for rank, norm in enumerate(table.ranked(), start=1):
+    for norm in table.ranked():
         cells = []
         for col in table.columns:
             c = table.rows[norm].get(col)
             text = "—" if c is None else c.text()
-            if col == "diverged runs" and c is not None:
-                text = f"{int(c.mean)} / {c.n}"
             cells.append(f"**{text}** ★" if c is not None and c.best else text)
-        lines.append(f"| {rank} | {norm} | " + " | ".join(cells) + " |")
+        lines.append(f"| {table.rank_label(norm)} | {norm} | " + " | ".join(cells) + " |")
     direction = "higher is better" if table.higher_is_better else "lower is better"
     return f"### {table.title}\n\n{table.description} ({direction}).\n\n" + "\n".join(lines)
 
@@ -368,10 +432,21 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
     ]
     title = f"robustbench-norm leaderboard: {report.suite}"
     intro = (
-        f"{report.description}. {len(report.jobs)} jobs. Every cell is the mean over seeds "
-        "± the half-width of its 95 % Student-t interval; tables are ranked by their row "
-        "mean and ★ marks the best cell of each column."
+        f"{report.description}. {len(report.jobs)} jobs; a training run (one seed) is the unit "
+        f"of replication. With {MIN_RUNS_FOR_INTERVAL} or more runs a cell is the mean with its "
+        "95 % Student-t interval over runs, clipped to the metric's range; with fewer it lists "
+        "each run's value, since an interval over 2 runs says nothing. Rows share a rank (1=) "
+        "unless a Holm-corrected one-sided Welch test over runs separates them in every "
+        "column; ★ marks a cell better than every other in its column by that test."
     )
+    at_chance = chance_corruptions(report.frame)
+    if at_chance:
+        warnings.insert(
+            0,
+            f"every norm is at chance on {', '.join(at_chance)} at every severity: those "
+            "columns measure the corruption's strength on this data, not the layers "
+            "(imagecorruptions' severities are ImageNet-C's, harsh at 28–32 pixels)",
+        )
 
     md = [
         f"# {title}",
@@ -386,6 +461,15 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
     for c in report.claims:
         p = "—" if c.p_value is None else f"{c.p_value:.3g}"
         md.append(f"| {c.claim} | {c.evidence} | {c.test} | {p} | **{c.verdict}** |")
+    md += [
+        "",
+        "Each claim is a family of comparisons between groups of runs (Welch's t; an F-test "
+        "for a spread, Fisher for divergence), Holm-corrected. **supported**: significant in "
+        "the claimed direction (in every comparison, or in at least one measure for the "
+        "stability claims); **not supported**: significant the other way; **no effect larger "
+        "than δ**: every comparison equivalent within the margin (TOST); **inconclusive**: "
+        "none of these, with what it would take. p is the deciding Holm-adjusted p.",
+    ]
     md += ["", "## Leaderboards", ""]
     for t in report.tables:
         md += [_markdown_table(t), ""]

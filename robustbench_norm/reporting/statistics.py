@@ -148,3 +148,92 @@ def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
             ss += float(np.sum((g - g.mean()) ** 2))
             df += len(g) - 1
     return (math.sqrt(ss / df) if df else math.nan), df
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Welch's comparison of two groups of runs: Δ = mean(a) − mean(b)."""
+
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+    delta: float
+    ci_low: float  # two-sided 95 % Welch interval of Δ
+    ci_high: float
+    df: float
+    p_greater: float  # one-sided p of H1: Δ > 0
+    p_less: float  # one-sided p of H1: Δ < 0
+
+    def text(self, digits: int = 4) -> str:
+        return f"Δ {self.delta:+.{digits}f} [{self.ci_low:+.{digits}f}, {self.ci_high:+.{digits}f}]"
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> Difference | None:
+    """Welch's unequal-variance comparison with both one-sided p-values; None below 2 runs a
+    side (one run has no spread: any "effect" would be seed luck)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if len(x) < 2 or len(y) < 2:
+        return None
+    vx, vy = float(np.var(x, ddof=1)), float(np.var(y, ddof=1))
+    delta = float(x.mean() - y.mean())
+    se = math.sqrt(vx / len(x) + vy / len(y))
+    df = welch_df(vx, len(x), vy, len(y))
+    if se == 0:
+        greater, less = (0.0 if delta > 0 else 1.0), (0.0 if delta < 0 else 1.0)
+        lo = hi = delta
+    else:
+        t = delta / se
+        greater, less = float(stats.t.sf(t, df)), float(stats.t.cdf(t, df))
+        half = float(stats.t.ppf(0.975, df)) * se
+        lo, hi = delta - half, delta + half
+    return Difference(len(x), len(y), float(x.mean()), float(y.mean()), delta, lo, hi, df,
+                      greater, less)  # fmt: skip
+
+
+def equivalence(a: Sequence[float], b: Sequence[float], margin: float) -> float | None:
+    """TOST: the p-value for "|mean(a) − mean(b)| < margin" — two one-sided Welch tests, of
+    H1: Δ > −margin and of H1: Δ < margin; the larger p decides. Small: equivalent within the
+    margin, an answer where "not significant" would be none."""
+    d = welch(a, b)
+    if d is None:
+        return None
+    se = (d.ci_high - d.delta) / float(stats.t.ppf(0.975, d.df)) if d.ci_high > d.delta else 0.0
+    if se == 0:
+        return 0.0 if abs(d.delta) < margin else 1.0
+    above = float(stats.t.sf((d.delta + margin) / se, d.df))
+    below = float(stats.t.cdf((d.delta - margin) / se, d.df))
+    return max(above, below)
+
+
+def variance_ratio(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] | None:
+    """(s²_a / s²_b, one-sided F-test p of H1: var(a) > var(b)); None below 2 runs a side."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) < 2 or len(y) < 2:
+        return None
+    va, vb = float(np.var(x, ddof=1)), float(np.var(y, ddof=1))
+    if vb == 0:
+        return (math.inf if va > 0 else 1.0), (0.0 if va > 0 else 1.0)
+    ratio = va / vb
+    return ratio, float(stats.f.sf(ratio, len(x) - 1, len(y) - 1))
+
+
+def mean_interval(
+    values: Sequence[float], bounds: tuple[float, float] | None = None, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """(mean, low, high): the Student-t interval over runs, clipped to ``bounds`` (e.g. [0, 1]
+    for an accuracy) — a proportion's interval must not leave its range. NaN below 2 values."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1)) * float(x.std(ddof=1))
+    half /= math.sqrt(len(x))
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return mean, lo, hi

@@ -1,0 +1,254 @@
+"""The paper's claims and the leaderboard statistics: the decision rule by hand, each claim's
+false "supported" / "not supported" rate under a simulated null, and cells, intervals, ranks and
+stars against hand-computed values."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from robustbench_norm.execute import stability_rows
+from robustbench_norm.reporting import claims, statistics
+from robustbench_norm.reporting.claims import (
+    INCONCLUSIVE,
+    NO_EFFECT,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Comparison,
+    decide,
+)
+from robustbench_norm.reporting.leaderboard import Cell, pivot
+from robustbench_norm.reporting.report import _mce_tables, chance_corruptions
+
+ALPHA = 0.05
+
+
+def comparison(p_for, p_against, p_eq=None):
+    return Comparison("c", "3/3", "Δ", p_for, p_against, p_eq)
+
+
+# -- the decision rule -------------------------------------------------------------------------
+
+
+def test_decide_applies_holm_before_a_verdict():
+    # "all": Holm of (0.01, 0.02) = (0.02, 0.02) < α → supported; (0.01, 0.04) → 0.04·1, 0.01·2
+    assert decide("x", [comparison(0.01, 0.99), comparison(0.02, 0.98)], "t", ALPHA).verdict == (
+        SUPPORTED
+    )
+    weak = decide("x", [comparison(0.01, 0.99), comparison(0.03, 0.97)], "t", ALPHA)
+    assert weak.verdict == SUPPORTED and weak.p_value == pytest.approx(0.03)
+    failing = decide("x", [comparison(0.01, 0.99), comparison(0.3, 0.7)], "t", ALPHA)
+    assert failing.verdict == INCONCLUSIVE and failing.p_value == pytest.approx(0.3)
+    # "not supported" needs the opposite direction to survive Holm: 0.03 × 2 = 0.06 does not
+    opposite = [comparison(0.9, 0.03), comparison(0.5, 0.5)]
+    assert decide("x", opposite, "t", ALPHA).verdict == INCONCLUSIVE
+    opposite = [comparison(0.99, 0.01), comparison(0.5, 0.5)]
+    assert decide("x", opposite, "t", ALPHA).verdict == NOT_SUPPORTED
+    # "any": the smallest Holm-adjusted p decides (0.01 × 3 = 0.03)
+    mixed = [comparison(0.01, 0.99), comparison(0.6, 0.4), comparison(0.7, 0.3)]
+    assert decide("x", mixed, "t", ALPHA, rule="any").verdict == SUPPORTED
+    assert decide("x", mixed, "t", ALPHA, rule="all").verdict == INCONCLUSIVE
+
+
+def test_decide_bounds_an_absent_effect_and_refuses_one_run():
+    equivalent = [comparison(0.4, 0.6, 0.01), comparison(0.5, 0.5, 0.02)]
+    out = decide("x", equivalent, "t", ALPHA, margin=0.02)
+    assert out.verdict == NO_EFFECT and "±0.02" in out.evidence
+    one_run = [Comparison("bs 64", "1/1", "Δ +0.2", math.nan, math.nan)]
+    out = decide("x", one_run, "t", ALPHA)
+    assert out.verdict == INCONCLUSIVE and "fewer than 2 runs" in out.evidence
+
+
+# -- simulated runs ----------------------------------------------------------------------------
+
+
+def frame_of(runs: list[dict]) -> pd.DataFrame:
+    """Tidy result rows like the store's: one dict per (run, metric)."""
+    rows = []
+    for job_id, run in enumerate(runs):
+        base = {k: run[k] for k in ("model", "norm", "batch_size", "seed", "regularizer")}
+        for (family, name, parameter, metric), value in run["values"].items():
+            rows.append(
+                dict(base, job_id=job_id, key=str(job_id), status="done", family=family,
+                     name=name, parameter=parameter, metric=metric, value=value)
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def simulated_runs(rng, norms, seeds=4, batch_sizes=(8, 64), regularizers=("none",), shift=None):
+    """Every norm drawn from one distribution (the null) unless ``shift`` moves one."""
+    shift = shift or {}
+    runs = []
+    for norm, bs, reg, seed in itertools.product(norms, batch_sizes, regularizers, range(seeds)):
+        clean = 0.7 - (0.05 if reg != "none" else 0.0) + 0.03 * rng.standard_normal()
+        clean -= shift.get(norm, 0.0)
+        values = {
+            ("clean", "clean", None, "accuracy"): clean,
+            ("noise", "gaussian_noise", None, "mean_accuracy"): clean * (0.7 + 0.03 * rng.standard_normal()),
+            ("corruption", "all", None, "mean_corruption_accuracy"): clean * (0.5 + 0.03 * rng.standard_normal()),
+            ("stability", "landscape_range_per_length", None, "mean"): abs(1 + 0.2 * rng.standard_normal()),
+            ("stability", "beta_smoothness", None, "mean"): abs(10 + 2 * rng.standard_normal()),
+        }  # fmt: skip
+        runs.append(dict(model="resnet20", norm=norm, batch_size=bs, seed=seed,
+                         regularizer=reg, values=values))  # fmt: skip
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("name", "claim"),
+    [
+        ("gnplus_beats_gn", lambda f, j: claims.gnplus_beats_gn(f, ALPHA)),
+        ("noise", lambda f, j: claims.gn_more_sensitive_to_noise(f, ALPHA)),
+        ("regularization", lambda f, j: claims.gn_more_sensitive_to_regularization(f, ALPHA)),
+        ("gn_less_stable", lambda f, j: claims.gn_less_stable_than_bn(f, j, ALPHA)),
+        ("gnplus_stabilizes", lambda f, j: claims.gnplus_stabilizes_training(f, j, ALPHA)),
+    ],
+)
+def test_each_claim_keeps_its_false_verdict_rate_under_the_null(name, claim):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    regs = ("none", "dropout=0.1", "mixup=0.2")
+    trials, wrong = 200, 0
+    for _ in range(trials):
+        runs = simulated_runs(rng, ("bn", "gn", "gnplus"), regularizers=regs)
+        jobs = [
+            {"norm": r["norm"], "status": "done", "stability": [], "regularizer": "none"}
+            for r in runs
+        ]
+        verdict = claim(frame_of(runs), jobs).verdict
+        wrong += verdict in (SUPPORTED, NOT_SUPPORTED)
+    # α per direction at most; two binomial standard errors of slack over 200 trials
+    assert wrong / trials <= 2 * ALPHA + 2 * math.sqrt(2 * ALPHA * (1 - 2 * ALPHA) / trials)
+
+
+def test_a_real_effect_is_supported_and_its_reverse_is_not():
+    rng = np.random.default_rng(3)
+    better = frame_of(simulated_runs(rng, ("gn", "gnplus"), seeds=6, shift={"gn": 0.1}))
+    assert claims.gnplus_beats_gn(better, ALPHA).verdict == SUPPORTED
+    worse = frame_of(simulated_runs(rng, ("gn", "gnplus"), seeds=6, shift={"gnplus": 0.1}))
+    assert claims.gnplus_beats_gn(worse, ALPHA).verdict == NOT_SUPPORTED
+
+
+def test_sensitivity_uses_the_relative_drop():
+    """A near-chance GN that loses little in absolute terms still loses a share of what it has."""
+    runs = []
+    for norm, clean, noisy in (("bn", 0.8, 0.6), ("gn", 0.2, 0.1)):
+        for seed in range(4):
+            eps = 0.001 * seed
+            runs.append(dict(model="m", norm=norm, batch_size=64, seed=seed, regularizer="none",
+                             values={("clean", "clean", None, "accuracy"): clean + eps,
+                                     ("noise", "gaussian_noise", None, "mean_accuracy"): noisy + eps}))  # fmt: skip
+    out = claims.gn_more_sensitive_to_noise(frame_of(runs), ALPHA)
+    # absolute drops: BN 0.2 > GN 0.1; relative: GN 0.5 > BN 0.25 → supported, with a caution
+    assert out.verdict == SUPPORTED and "Caution" in out.evidence
+    assert "Δ +0.24" in out.evidence
+
+
+# -- statistics by hand -------------------------------------------------------------------------
+
+
+def test_welch_equivalence_and_variance_ratio_by_hand():
+    a, b = [0.70, 0.72, 0.74, 0.72], [0.71, 0.70, 0.72, 0.71]
+    d = statistics.welch(a, b)
+    va, vb = np.var(a, ddof=1), np.var(b, ddof=1)
+    se = math.sqrt(va / 4 + vb / 4)
+    assert d.delta == pytest.approx(0.01) and d.p_greater == pytest.approx(
+        stats.t.sf(0.01 / se, d.df)
+    )
+    # TOST at margin 0.03: max of P(T ≥ (Δ + m)/se) and P(T ≤ (Δ − m)/se)
+    expected = max(stats.t.sf((0.01 + 0.03) / se, d.df), stats.t.cdf((0.01 - 0.03) / se, d.df))
+    assert statistics.equivalence(a, b, 0.03) == pytest.approx(expected)
+    assert statistics.equivalence(a, b, 0.03) < 0.05 < statistics.equivalence(a, b, 0.005)
+    ratio, p = statistics.variance_ratio(a, b)
+    assert ratio == pytest.approx(va / vb) and p == pytest.approx(stats.f.sf(va / vb, 3, 3))
+
+
+def test_intervals_are_clipped_to_the_metric_range():
+    mean, lo, hi = statistics.mean_interval([0.98, 0.99, 1.0], (0.0, 1.0))
+    half = stats.t.ppf(0.975, 2) * np.std([0.98, 0.99, 1.0], ddof=1) / math.sqrt(3)
+    assert (mean, lo, hi) == pytest.approx((0.99, 0.99 - half, 1.0))
+
+
+def test_cells_show_runs_below_three_and_clipped_intervals_from_three():
+    two = Cell([0.742, 0.75])
+    assert two.text() == "0.742 / 0.750" and math.isnan(two.low)
+    three = Cell([0.2, 0.5, 0.9])
+    assert three.low == 0.0 and three.text().startswith("0.533 [0.000, ")
+
+
+def table_of(values: dict[str, list[float]]) -> pd.DataFrame:
+    rows = [
+        dict(model="m", batch_size=64, regularizer="none", norm=n, value=v)
+        for n, vs in values.items()
+        for v in vs
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_ranks_tie_unless_a_corrected_test_separates_them():
+    frame = table_of({"a": [0.90, 0.91, 0.92], "b": [0.60, 0.61, 0.62], "c": [0.89, 0.93, 0.90]})
+    t = pivot(frame, id="x", title="x", description="x")
+    assert t.ranks == {"a": 1, "c": 1, "b": 3}
+    assert t.rank_label("a") == "1=" and t.rank_label("b") == "3"
+    assert not any(cell.best for row in t.rows.values() for cell in row.values())  # a ~ c: no ★
+    clear = pivot(table_of({"a": [0.90, 0.91, 0.92], "b": [0.60, 0.61, 0.62]}), id="y",
+                  title="y", description="y")  # fmt: skip
+    assert clear.rows["a"]["m · bs 64"].best and clear.ranks == {"a": 1, "b": 2}
+
+
+def test_mce_uses_one_fixed_reference_and_the_reference_scatters_around_one():
+    rows = []
+    errors = {
+        ("bn", 0): (0.2, 0.5),
+        ("bn", 1): (0.3, 0.7),
+        ("gn", 0): (0.4, 0.6),
+        ("gn", 1): (0.4, 0.8),
+    }
+    for job_id, ((norm, seed), (clean_err, corr_err)) in enumerate(errors.items()):
+        base = dict(model="m", batch_size=64, regularizer="none", norm=norm, seed=seed,
+                    job_id=job_id, status="done")  # fmt: skip
+        rows.append(
+            dict(
+                base,
+                family="clean",
+                name="clean",
+                parameter=None,
+                metric="accuracy",
+                value=1 - clean_err,
+            )
+        )
+        rows.append(dict(base, family="corruption", name="fog", parameter=3.0, metric="accuracy", value=1 - corr_err))  # fmt: skip
+    mce, relative = _mce_tables(pd.DataFrame(rows), "bn", ["bn", "gn"])
+    cell = mce.rows["bn"]["m · bs 64"]
+    # the reference error is the BN mean, 0.6: BN runs 0.5/0.6 and 0.7/0.6, GN 0.6/0.6, 0.8/0.6
+    assert cell.values == pytest.approx([0.5 / 0.6, 0.7 / 0.6]) and cell.mean == pytest.approx(1.0)
+    assert mce.rows["gn"]["m · bs 64"].values == pytest.approx([1.0, 0.8 / 0.6])
+    # relative: (E − E_clean) / (E_ref − E_ref,clean) with E_ref,clean the BN mean, 0.25
+    assert relative.rows["gn"]["m · bs 64"].values == pytest.approx([0.2 / 0.35, 0.4 / 0.35])
+
+
+def test_corruptions_at_chance_are_flagged():
+    rows = [
+        dict(norm=n, family="corruption", name=c, parameter=s, metric="accuracy", value=v)
+        for n in ("bn", "gn")
+        for c, v in (("fog", 0.1), ("contrast", 0.6))
+        for s in (1.0, 5.0)
+    ]
+    assert chance_corruptions(pd.DataFrame(rows)) == ["fog"]
+
+
+def test_stability_rows_are_means_overall_and_per_third():
+    stability = [
+        {"step": s, "landscape_range": float(s), "landscape_range_per_length": 1.0,
+         "grad_change_max": 0.0, "beta_smoothness": 2.0}
+        for s in (0, 10, 20, 30, 40, 50)
+    ]  # fmt: skip
+    rows = {(r["name"], r["parameter"], r["metric"]): r["value"] for r in stability_rows(stability)}
+    assert rows[("landscape_range", None, "mean")] == 25.0
+    # thirds of [0, 51): steps 0, 10 | 20, 30 | 40, 50
+    assert [rows[("landscape_range", p, "phase_mean")] for p in (0, 1, 2)] == [5.0, 25.0, 45.0]
