@@ -141,12 +141,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from robustbench_norm.reporting.check import (
-        GateSettings,
-        compare_runs,
-        format_report,
-        parse_run_ref,
-    )
+    from robustbench_norm.reporting.check import GateSettings, compare_runs, parse_run_ref
+    from robustbench_norm.reporting.check_text import format_report
     from robustbench_norm.store import Store
     from robustbench_norm.suite import CheckSettings, load_suite
 

@@ -216,7 +216,7 @@ class _Reader:
 
 
 TOP_KEYS = {
-    "name": str, "description": str, "dataset": str, "models": list, "width": int,
+    "name": str, "description": str, "notes": str, "dataset": str, "models": list, "width": int,
     "batch_sizes": list, "seeds": list, "test_limit": int, "reference": str, "norms": list,
     "train": dict, "regularization": dict, "stability": dict, "evaluate": dict, "check": dict,
 }  # fmt: skip

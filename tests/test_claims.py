@@ -24,7 +24,7 @@ from robustbench_norm.reporting.claims import (
     decide,
 )
 from robustbench_norm.reporting.leaderboard import Cell, pivot
-from robustbench_norm.reporting.report import _mce_tables, chance_corruptions
+from robustbench_norm.reporting.tables import _mce_tables, chance_corruptions
 
 ALPHA = 0.05
 
@@ -62,7 +62,7 @@ def test_decide_bounds_an_absent_effect_and_refuses_one_run():
     assert out.verdict == NO_EFFECT and "±0.02" in out.evidence
     one_run = [Comparison("bs 64", "1/1", "Δ +0.2", math.nan, math.nan)]
     out = decide("x", one_run, "t", ALPHA)
-    assert out.verdict == INCONCLUSIVE and "fewer than 2 runs" in out.evidence
+    assert out.verdict == INCONCLUSIVE and "too few runs" in out.evidence
 
 
 # -- simulated runs ----------------------------------------------------------------------------

@@ -33,7 +33,10 @@ def write(tmp_path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name, jobs", [("smoke", 6), ("nightly", 162), ("paper", 1260)])
+@pytest.mark.parametrize(
+    "name, jobs",
+    [("smoke", 6), ("nightly", 162), ("paper", 1260), ("standard", 84), ("standard-gpu", 216)],
+)
 def test_shipped_suites_parse_and_plan(name, jobs):
     suite = load_suite(SUITES / f"{name}.toml")
     assert suite.name == name and len(suite.jobs) == jobs
@@ -121,3 +124,14 @@ def test_missing_norms_missing_file_and_bad_toml(tmp_path):
         load_suite(tmp_path / "nope.toml")
     with pytest.raises(RobustBenchError, match="not valid TOML"):
         load_suite(write(tmp_path, "name = \n"))
+
+
+def test_the_regularization_sweep_can_be_restricted_to_norms_and_batch_sizes(tmp_path):
+    text = MINIMAL.replace("[evaluate.noise]", "[regularization]\nnorms = [\"bn\"]\n"
+                           "dropout = [0.0, 0.3]\n[evaluate.noise]")  # fmt: skip
+    suite = load_suite(write(tmp_path, text))
+    swept = {(j.label, j.regularizer) for j in suite.jobs}
+    assert ("bn", "dropout=0.3") in swept and ("gnplus", "dropout=0.3") not in swept
+    bad = text.replace('norms = ["bn"]', 'norms = ["bm"]')
+    with pytest.raises(RobustBenchError, match=r"regularization.norms: \['bm'\] not in"):
+        load_suite(write(tmp_path, bad))

@@ -13,7 +13,8 @@ by a stated rule and Holm-corrected before any verdict:
 * ``all`` — the claim says the effect holds everywhere ("at every batch size"): **supported**
   when every comparison is significant in the claimed direction after Holm;
 * ``any`` — the claim says at least one measure shows it ("less stable"): **supported** when
-  the smallest Holm-adjusted p in the claimed direction is below α;
+  the smallest Holm-adjusted p in the claimed direction is below α (measures without enough
+  runs for their test — a spread needs 3 per norm — are left out and named);
 * either way **not supported** when any comparison is significant the *other* way after Holm;
 * **no effect larger than δ** when every comparison is equivalent within the claim's margin δ
   (TOST, Holm-adjusted) — an absent effect, bounded, is an answer;
@@ -111,8 +112,11 @@ def decide(
         return Claim(claim, missing or "no data to compare", test, None, INCONCLUSIVE, [], margin)
     evidence = "; ".join(f"{c.label}: {c.effect} (n {c.n})" for c in comparisons)
     untestable = [c for c in comparisons if not math.isfinite(c.p_for)]
-    if untestable:
-        reason = f"inconclusive: {untestable[0].label} has fewer than 2 runs per norm"
+    if rule == "any" and len(untestable) < len(comparisons):
+        evidence += "".join(f"; {c.label} not tested (too few runs)" for c in untestable[:1])
+        comparisons = [c for c in comparisons if math.isfinite(c.p_for)]
+    elif untestable:
+        reason = f"{untestable[0].label} has too few runs per norm for its test"
         return Claim(claim, f"{evidence}. {reason}", test, None, INCONCLUSIVE, comparisons, margin)
     p_for = statistics.holm([c.p_for for c in comparisons])
     p_against = statistics.holm([c.p_against for c in comparisons])
@@ -171,12 +175,13 @@ def _spread_comparison(label: str, a: list[float], b: list[float]) -> Comparison
     """F-test that runs of ``a`` spread more than runs of ``b``."""
     r = statistics.variance_ratio(a, b)
     n = f"{len(a)}/{len(b)}"
-    if r is None:
+    if min(len(a), len(b)) < 2:
         return Comparison(label, n, "seed sd —", math.nan, math.nan)
-    ratio, p = r
-    p_against = 1.0 - p if math.isfinite(ratio) else 0.0
     effect = f"seed sd {np.std(a, ddof=1):.4f} vs {np.std(b, ddof=1):.4f}"
-    return Comparison(label, n, effect, p, p_against)
+    if r is None:
+        return Comparison(label, n, effect, math.nan, math.nan)
+    ratio, p = r
+    return Comparison(label, n, effect, p, 1.0 - p if math.isfinite(ratio) else 0.0)
 
 
 def _divergence_comparison(label: str, jobs: list[dict], a: str, b: str) -> Comparison | None:

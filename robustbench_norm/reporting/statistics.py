@@ -207,10 +207,16 @@ def equivalence(a: Sequence[float], b: Sequence[float], margin: float) -> float 
     return max(above, below)
 
 
+#: runs per side below which a spread is not tested: a variance from 2 runs has one degree of
+#: freedom, and the F-test's reliance on normality then decides more than the data does
+MIN_RUNS_FOR_SPREAD = 3
+
+
 def variance_ratio(a: Sequence[float], b: Sequence[float]) -> tuple[float, float] | None:
-    """(s²_a / s²_b, one-sided F-test p of H1: var(a) > var(b)); None below 2 runs a side."""
+    """(s²_a / s²_b, one-sided F-test p of H1: var(a) > var(b)); None below
+    :data:`MIN_RUNS_FOR_SPREAD` runs a side."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(x) < 2 or len(y) < 2:
+    if len(x) < MIN_RUNS_FOR_SPREAD or len(y) < MIN_RUNS_FOR_SPREAD:
         return None
     va, vb = float(np.var(x, ddof=1)), float(np.var(y, ddof=1))
     if vb == 0:

@@ -1,0 +1,83 @@
+"""The regression gate's report as text, tier by tier, for a terminal or a CI log (the same
+content as ``CheckReport.to_dict()``, which ``--json`` writes)."""
+
+from __future__ import annotations
+
+import math
+
+from robustbench_norm.reporting.check import CheckReport, Comparison
+
+
+def format_report(report: CheckReport) -> str:
+    """The verdict and why, tier by tier, for a terminal or a CI log."""
+    s = report.settings
+    lines = [
+        f"baseline {report.baseline}  vs  candidate {report.candidate}",
+        f"α = {s.alpha} (Holm over primary tests), tolerance δ = {s.tolerance}, "
+        f"detect = {s.detect}; unit of replication: the training run (seeds are not matched)",
+    ]
+    if report.environment:
+        lines.append("note: the runs differ in numeric environment, so training draws differ "
+                     "(expected; not a regression): " + "; ".join(report.environment))  # fmt: skip
+    lines += ["", "1. completeness"]
+    problems = [f for f in report.completeness if f.verdict != "note"]
+    if not problems:
+        lines.append("   every setting the baseline finished, the candidate finished too")
+    for f in report.completeness:
+        if f.verdict != "note" or "new" in f.detail:
+            tag = {"regression": "REGRESSION", "warning": "warning", "note": "note"}[f.verdict]
+            lines.append(f"   {tag}: {f.norm} · {f.setting}: {f.detail}")
+    lines += ["", "2. layer fingerprints (exact, float64)"]
+    if report.fingerprint_note:
+        lines.append(f"   {report.fingerprint_note}")
+    for d in report.fingerprints:
+        accepted = d.status == "changed" and s.accept_changes
+        suffix = " (accepted: --accept-changes)" if accepted else ""
+        lines.append(f"   {d.label:<16}{d.describe()}{suffix}")
+    lines += ["", "3. statistics (one-sided Welch over runs: is the candidate worse by > δ?)"]
+    lines.append(_table(report.comparisons))
+    primary = [c for c in report.comparisons if c.tier == "primary"]
+    weak = [c for c in primary if c.verdict == "underpowered"]
+    if weak:
+        needed = [c.runs_needed for c in weak]
+        most = "more than 200" if None in needed else str(max(needed))
+        lines.append(
+            f"\n   {len(weak)} of {len(primary)} primary tests are underpowered: they could not "
+            f"see a drop of {s.detect} (largest MDE {max(c.mde for c in weak):.3g}); "
+            f"{most} runs per side would."
+        )
+    flagged = [c for c in report.comparisons if c.tier == "secondary" and c.verdict == "worse"]
+    if flagged:
+        lines.append(f"   {len(flagged)} secondary metric(s) worse at BH q < α (not blocking)")
+    lines.append("")
+    if report.regression:
+        lines.append(f"REGRESSION ({len(report.reasons)} reason(s)):")
+        lines += [f"  - {r}" for r in report.reasons]
+    else:
+        layers = "layers unchanged" if report.fingerprints else "layers not fingerprinted"
+        lines.append(
+            f"PASS: complete, {layers}, {len(primary)} primary tests, none worse"
+            + (f" ({len(weak)} underpowered)" if weak else "")
+        )
+    return "\n".join(lines)
+
+
+def _table(rows: list[Comparison]) -> str:
+    head = (
+        f"   {'tier':<5}{'norm':<10}{'setting':<18}{'metric':<36}{'condition':<22}{'n':>5}"
+        f"{'base':>8}{'cand':>8}{'Δ':>9}  {'95% CI':<19}{'p adj':>8}{'MDE':>7}{'runs':>6}  "
+        "verdict"
+    )
+    lines = [head, "   " + "-" * (len(head) - 3)]
+    for r in rows:
+        ci = f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]" if math.isfinite(r.ci_low) else "—"
+        p = f"{r.p_adjusted:.3g}" if math.isfinite(r.p_adjusted) else "—"
+        mde = f"{r.mde:.3f}" if math.isfinite(r.mde) else "∞"
+        verdict = r.verdict.upper() if r.verdict == "worse" and r.tier == "primary" else r.verdict
+        runs = "" if r.verdict != "underpowered" else str(r.runs_needed or ">200")
+        lines.append(
+            f"   {r.tier[:4]:<5}{r.norm:<10}{r.setting:<18}{r.metric:<36}{r.condition:<22}"
+            f"{f'{r.n_base}/{r.n_cand}':>5}{r.baseline:>8.4f}{r.candidate:>8.4f}{r.delta:>+9.4f}  "
+            f"{ci:<19}{p:>8}{mde:>7}{runs:>6}  {verdict}"
+        )
+    return "\n".join(lines)
