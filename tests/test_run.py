@@ -226,6 +226,17 @@ def test_report_goes_to_results_and_only_publish_writes_leaderboards(tiny, tmp_p
     assert provenance["torch_threads"] == 1  # the fixture runs with threads=1
 
 
+def test_a_published_leaderboard_regenerates_byte_for_byte_from_its_own_store(tiny, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["report", "--store", str(tiny["root"] / "store.sqlite"), "--run", "1",
+                 "--out", str(first)]) == 0  # fmt: skip
+    assert main(["report", "--store", str(first / "store.sqlite"), "--out", str(second)]) == 0
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir()) and "store.sqlite" in names
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
 def test_report_writes_every_file_with_real_numbers(tiny, tmp_path):
     out = tmp_path / "lb"
     with Store.open(tiny["root"] / "store.sqlite") as store:

@@ -316,8 +316,8 @@ def gn_more_sensitive_to_noise(frame, alpha, gn="gn", bn="bn", margin=0.02) -> C
     means = {n: float(np.mean(_group(clean, n))) for n in (gn, bn) if _group(clean, n)}
     if len(means) == 2 and abs(means[gn] - means[bn]) > 0.1:
         out.evidence += (
-            f". Caution: clean accuracy GN {means[gn]:.3f} vs BN {means[bn]:.3f}; a model near "
-            "chance has little to lose, so the drops are not at matched accuracy"
+            f". Caution: clean accuracy GN {means[gn]:.3f} vs BN {means[bn]:.3f}; the drops are "
+            "not at matched clean accuracy (a less accurate model has less to lose)"
         )
     return out
 

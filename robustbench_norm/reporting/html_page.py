@@ -22,6 +22,7 @@ td.best { font-weight: 600; background: #eef7ee; }
 .verdict-supported { color: #1a7f37; font-weight: 600; }
 .verdict-not-supported { color: #cf222e; font-weight: 600; }
 .verdict-inconclusive { color: #9a6700; font-weight: 600; }
+.verdict-no-effect { color: #0969da; font-weight: 600; }
 .note { color: #555; } img { max-width: 100%; border: 1px solid #eee; margin: .4rem 0; }
 pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: 12px; }
 """
@@ -86,7 +87,9 @@ def _table(table: Table) -> str:
 def _claims(claims: list[Claim]) -> str:
     rows = []
     for c in claims:
-        verdict_class = "verdict-" + c.verdict.replace(" ", "-")
+        verdict_class = "verdict-" + (
+            "no-effect" if c.verdict.startswith("no effect") else c.verdict.replace(" ", "-")
+        )
         p = "—" if c.p_value is None else f"{c.p_value:.3g}"
         rows.append(
             f"<tr><td>{html.escape(c.claim)}</td><td>{html.escape(c.evidence)}</td>"

@@ -40,6 +40,8 @@ class Cell:
     best: bool = False
     #: shown instead of the summary (e.g. "1 / 6" for a count of diverged runs)
     display: str | None = None
+    #: whether ranks and ★ test this cell (a count or a spread of spreads is shown, not tested)
+    ranked: bool = True
     #: mean, interval low, interval high (NaN below MIN_RUNS_FOR_INTERVAL runs)
     mean: float = field(init=False)
     low: float = field(init=False)
@@ -103,7 +105,7 @@ class Table:
         for a, b in ((a, b) for a in norms for b in norms if a != b):
             for col in self.columns:
                 ca, cb = self.rows[a].get(col), self.rows[b].get(col)
-                if ca is None or cb is None:
+                if ca is None or cb is None or not (ca.ranked and cb.ranked):
                     continue
                 d = statistics.welch(ca.values, cb.values)
                 p = math.nan if d is None else (d.p_greater if self.higher_is_better else d.p_less)
@@ -123,6 +125,7 @@ class Table:
         self.ranks = {b: 1 + sum((a, b) in beats for a in norms) for b in norms}
         for col in self.columns:
             cells = {n: self.rows[n][col] for n in norms if col in self.rows[n]}
+            cells = {n: c for n, c in cells.items() if c.ranked}
             for cell in cells.values():
                 cell.best = False
             if len(cells) < 2:

@@ -250,7 +250,8 @@ def _stability_table(frame: pd.DataFrame, jobs: list[dict], order: list[str]) ->
     table = Table(
         "stability",
         "Training stability",
-        "seed standard deviation of final clean accuracy (per setting), diverged runs, and "
+        "seed standard deviation of final clean accuracy (one value per setting) and diverged "
+        "runs (shown, not ranked: the claims test them), and "
         "Santurkar et al.'s measures averaged over the measured steps — the landscape range "
         "per unit step length (η_max·‖g‖) and β-smoothness are comparable across layers; the "
         "raw range and gradient change grow with the gradient's size; per-third values are in "
@@ -264,10 +265,12 @@ def _stability_table(frame: pd.DataFrame, jobs: list[dict], order: list[str]) ->
         accs = clean[clean.norm == norm].groupby(["model", "batch_size", "regularizer"]).value
         stds = [s for s in accs.std().tolist() if not math.isnan(s)]
         if stds:
-            cells["accuracy seed sd"] = Cell(stds, None)
+            cells["accuracy seed sd"] = Cell(stds, (0.0, math.inf), ranked=False)
         mine = [j for j in jobs if j["norm"] == norm]
         diverged = [float(j["status"] == "diverged") for j in mine]
-        cells["diverged runs"] = Cell(diverged, display=f"{int(sum(diverged))} / {len(mine)}")
+        cells["diverged runs"] = Cell(
+            diverged, display=f"{int(sum(diverged))} / {len(mine)}", ranked=False
+        )
         for col, name in (
             ("landscape range / step", "landscape_range_per_length"),
             ("β-smoothness", "beta_smoothness"),
