@@ -111,6 +111,22 @@ def _provenance_lines(run: dict) -> list[str]:
     ]
 
 
+def _computing_runs(store: Store, run: dict, jobs: list[dict]) -> list[str]:
+    """The earlier runs whose jobs this run reused: where the numbers were computed."""
+    lines = []
+    for run_id in sorted({j["run_id"] for j in jobs} - {run["id"]}):
+        other = store.run(run_id)
+        p = other["provenance"]
+        n = sum(j["run_id"] == run_id for j in jobs)
+        sha = (p.get("git_sha") or "unknown")[:12] + (" (dirty)" if p.get("git_dirty") else "")
+        lines.append(
+            f"- {n} of the jobs were computed by run {run_id} (started {other['started']}, git "
+            f"{sha}, CPU {p.get('cpu_model', '?')}, {p.get('torch_threads', '?')} torch "
+            "thread(s) per job) and reused here"
+        )
+    return lines
+
+
 def _cost_line(jobs: list[dict]) -> str:
     """What the run cost: job time summed, over the runs that computed the jobs."""
     seconds = sum(j["wall_seconds"] or 0.0 for j in jobs)
@@ -237,6 +253,7 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
         "## Provenance",
         "",
         *_provenance_lines(run),
+        *_computing_runs(store, run, report.jobs),
         _cost_line(report.jobs),
         "",
         f"Reproduce: `robustbench-norm run suites/{report.suite}.toml && robustbench-norm "
