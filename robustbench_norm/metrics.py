@@ -1,5 +1,7 @@
-"""Metrics with their definitions written out: accuracy, corruption errors, flip probability,
-confidence intervals and paired tests. Everything takes plain numbers or numpy arrays."""
+"""Metrics with their definitions written out: accuracy, corruption errors, flip probability
+and a confidence interval. Everything takes plain numbers or numpy arrays. Tests between runs
+live in ``reporting/statistics.py``: with training runs as the unit, a paired or per-example
+test (McNemar) would turn seed luck into a verdict."""
 
 from __future__ import annotations
 
@@ -92,45 +94,3 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
 
 
 # -- paired tests ---------------------------------------------------------------------------
-
-
-def mcnemar(baseline: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
-    """Exact McNemar test on per-example correctness of two models on the same examples.
-
-    Only discordant pairs carry information: b = baseline right & candidate wrong, c = the
-    reverse. Under H0 (same accuracy) b ~ Binomial(b + c, 1/2); the p-value is two-sided.
-    """
-    baseline, candidate = np.asarray(baseline, bool), np.asarray(candidate, bool)
-    if baseline.shape != candidate.shape:
-        raise RobustBenchError(
-            f"McNemar needs the same examples: shapes {baseline.shape} vs {candidate.shape}"
-        )
-    b = int(np.sum(baseline & ~candidate))
-    c = int(np.sum(~baseline & candidate))
-    p = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5).pvalue)
-    n = len(baseline)
-    delta = (c - b) / n
-    # Wald interval for the difference of paired proportions
-    var = ((b + c) / n - delta**2) / n
-    half = stats.norm.ppf(0.975) * math.sqrt(max(var, 0.0))
-    return {
-        "delta": delta,
-        "ci_low": delta - half,
-        "ci_high": delta + half,
-        "p_value": p,
-        "baseline_only": b,
-        "candidate_only": c,
-    }
-
-
-def paired_t(baseline: Sequence[float], candidate: Sequence[float]) -> dict[str, float]:
-    """Paired t-test over seeds (pairs matched by seed): Δ = mean(candidate − baseline)."""
-    d = np.asarray(candidate, float) - np.asarray(baseline, float)
-    if len(d) < 2:
-        raise RobustBenchError("a paired t-test needs at least 2 paired seeds")
-    mean, half = mean_ci(d)
-    if np.allclose(d, d[0]):
-        p = 1.0 if d[0] == 0 else 0.0
-    else:
-        p = float(stats.ttest_rel(candidate, baseline).pvalue)
-    return {"delta": mean, "ci_low": mean - half, "ci_high": mean + half, "p_value": p}

@@ -46,27 +46,6 @@ def test_mean_ci_is_the_student_t_interval():
     assert math.isnan(metrics.mean_ci([0.5])[1])
 
 
-def test_mcnemar_counts_discordant_pairs_and_gives_the_exact_p_value():
-    base = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 1], bool)
-    cand = np.array([0, 0, 0, 0, 0, 1, 0, 1, 1, 1], bool)
-    out = metrics.mcnemar(base, cand)
-    assert (out["baseline_only"], out["candidate_only"]) == (5, 1)
-    assert out["delta"] == pytest.approx(-0.4)
-    # two-sided exact binomial with 6 discordant pairs, 1 success: 2·(1 + 6)/64
-    assert out["p_value"] == pytest.approx(14 / 64)
-    assert metrics.mcnemar(base, base)["p_value"] == 1.0
-
-
-def test_paired_t_over_seeds():
-    out = metrics.paired_t([0.80, 0.82, 0.81], [0.78, 0.79, 0.80])
-    d = np.array([-0.02, -0.03, -0.01])
-    assert out["delta"] == pytest.approx(d.mean())
-    t = d.mean() / (d.std(ddof=1) / math.sqrt(3))
-    from scipy import stats
-
-    assert out["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), 2))
-
-
 def test_regularization_sweep_one_factor_at_a_time():
     specs = regularization_sweep(TrainSpec(dropout=0.2))
     labels = [regularizer_label(s) for s in specs]
