@@ -19,7 +19,7 @@ by a stated rule and Holm-corrected before any verdict:
 * **no effect larger than δ** when every comparison is equivalent within the claim's margin δ
   (TOST, Holm-adjusted) — an absent effect, bounded, is an answer;
 * otherwise **inconclusive**, with the reason and, where the data allow, how many runs per norm
-  would detect the observed effect. One run per norm is always inconclusive.
+  would detect the observed effect. Fewer than 3 runs per norm is always inconclusive.
 
 ``benchmarks``-free checks of these rules under the null (simulated runs with no effect) are in
 ``tests/test_claims.py``: each claim's false "supported"/"not supported" rate stays ≤ α.
@@ -38,6 +38,10 @@ from scipy import stats as scipy_stats
 from robustbench_norm.reporting import statistics
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+#: runs per norm a comparison needs before it can decide anything: with 2, Welch's t has about
+#: one degree of freedom and its validity rests on normality alone (the leaderboard likewise
+#: shows no interval below 3 runs)
+MIN_RUNS = statistics.MIN_RUNS_FOR_SPREAD
 NO_EFFECT = "no effect larger than δ"
 SETTING = ["model", "batch_size"]
 PHASES = ("early", "middle", "late")
@@ -116,8 +120,10 @@ def decide(
         evidence += "".join(f"; {c.label} not tested (too few runs)" for c in untestable[:1])
         comparisons = [c for c in comparisons if math.isfinite(c.p_for)]
     elif untestable:
-        reason = f"{untestable[0].label} has too few runs per norm for its test"
-        return Claim(claim, f"{evidence}. {reason}", test, None, INCONCLUSIVE, comparisons, margin)
+        reason = f"{untestable[0].label} has too few runs per norm (a verdict needs {MIN_RUNS})"
+        hint = _what_it_would_take(comparisons, alpha, "", rule)
+        text = f"{evidence}. {reason}" + (f"; {hint}" if hint else "")
+        return Claim(claim, text, test, None, INCONCLUSIVE, comparisons, margin)
     p_for = statistics.holm([c.p_for for c in comparisons])
     p_against = statistics.holm([c.p_against for c in comparisons])
     if min(p_against) < alpha:
@@ -132,37 +138,52 @@ def decide(
             text = f"{evidence}. Every effect is within ±{margin:g} (TOST, Holm p {p_eq:.2g})"
             return Claim(claim, text, test, p_eq, NO_EFFECT, comparisons, margin)
     return Claim(
-        claim, f"{evidence}. {_what_it_would_take(comparisons, alpha)}", test, deciding,
+        claim, f"{evidence}. {_what_it_would_take(comparisons, alpha, rule=rule)}", test, deciding,
         INCONCLUSIVE, comparisons, margin,
     )  # fmt: skip
 
 
-def _what_it_would_take(comparisons: list[Comparison], alpha: float) -> str:
+def _what_it_would_take(
+    comparisons: list[Comparison],
+    alpha: float,
+    prefix: str = "not significant after Holm",
+    rule: str = "all",
+) -> str:
+    """Runs per norm that would detect the observed effects (from their pooled spread)."""
     level = alpha / len(comparisons)
     needs = []
     for c in comparisons:
         if c.sd is None or c.delta is None or not math.isfinite(c.sd):
             continue
         if c.delta <= 0:
-            return f"not significant; {c.label}: the observed effect points the other way"
+            return f"{prefix}; {c.label}: the observed effect points the other way".lstrip("; ")
         needs.append(statistics.runs_needed(c.sd, c.delta, level))
     if not needs:
-        return "not significant after Holm"
-    most = "more than 200" if None in needs else str(max(needs))
-    return (
-        f"not significant after Holm; about {most} runs per norm would detect the observed effect"
-    )
+        return prefix
+    known = [n for n in needs if n is not None]
+    if rule == "any" and known:  # one measure suffices: the cheapest one
+        count = f"about {min(known)}"
+    else:
+        count = "more than 200" if None in needs else f"about {max(needs)}"
+    text = f"{count} runs per norm would detect the observed effect"
+    return f"{prefix}; {text}" if prefix else text
 
 
 def _mean_comparison(
     label: str, a: list[float], b: list[float], sign: int, margin: float | None, digits: int = 4
 ) -> Comparison:
     """Welch on a − b; the claimed direction is ``sign`` (+1: a > b)."""
-    d = statistics.welch(a, b)
+    d = statistics.welch(a, b) if min(len(a), len(b)) >= MIN_RUNS else None
     n = f"{len(a)}/{len(b)}"
     if d is None:
-        mean = f"{np.mean(a) - np.mean(b):+.{digits}f}" if a and b else "—"
-        return Comparison(label, n, f"Δ {mean}", math.nan, math.nan)
+        if not (a and b):
+            return Comparison(label, n, "Δ —", math.nan, math.nan)
+        delta = float(np.mean(a) - np.mean(b))
+        pooled, df = statistics.pooled_sd([a, b])
+        sd = pooled if df else None
+        return Comparison(
+            label, n, f"Δ {delta:+.{digits}f}", math.nan, math.nan, None, sd, sign * delta
+        )
     p_for, p_against = (d.p_greater, d.p_less) if sign > 0 else (d.p_less, d.p_greater)
     equivalent = statistics.equivalence(a, b, margin) if margin is not None else None
     pooled, _ = statistics.pooled_sd([a, b])
