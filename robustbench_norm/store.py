@@ -7,7 +7,7 @@
   the same spec and code.
 * ``run_jobs``: which jobs make up a run (a job can belong to many runs).
 * ``results``: (job, family, name, parameter, metric, value) rows.
-* ``flags``: per-example correctness per condition (bit-packed, zlib), for paired tests.
+* ``flags``: per-example correctness per condition (bit-packed, zlib), for per-example analyses.
 * ``fingerprints``: per run and norm label, the layer's fingerprint (``norms/fingerprint.py``),
   so a published run carries the exact identity of the layers it measured.
 
@@ -94,23 +94,17 @@ CREATE TABLE IF NOT EXISTS flags (
     correct BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS flags_job ON flags(job_id);
-CREATE TABLE IF NOT EXISTS fingerprints (
+"""
+FINGERPRINTS_TABLE = """CREATE TABLE IF NOT EXISTS fingerprints (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     label TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     PRIMARY KEY (run_id, label)
-);
-"""
+)"""
+SCHEMA += FINGERPRINTS_TABLE + ";"
 
 #: schema version → the statements that bring a store of that version to the next one
-MIGRATIONS = {
-    1: """CREATE TABLE IF NOT EXISTS fingerprints (
-        run_id INTEGER NOT NULL REFERENCES runs(id),
-        label TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        PRIMARY KEY (run_id, label)
-    )""",
-}
+MIGRATIONS = {1: FINGERPRINTS_TABLE}
 
 
 def now() -> str:
