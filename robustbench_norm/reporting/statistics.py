@@ -61,21 +61,14 @@ def noninferiority(
 ) -> Noninferiority | None:
     """Welch's one-sided test that the candidate is worse than the baseline by more than
     ``margin``. None when either side has fewer than 2 runs (no spread to test against)."""
-    b, c = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
-    if len(b) < 2 or len(c) < 2:
+    d = welch(cand, base)
+    if d is None:
         return None
-    vb, vc = float(np.var(b, ddof=1)), float(np.var(c, ddof=1))
-    delta = float(c.mean() - b.mean())
-    se = math.sqrt(vb / len(b) + vc / len(c))
-    df = welch_df(vb, len(b), vc, len(c))
-    if se == 0:  # both sides constant: the sign decides exactly
-        p = 0.0 if delta + margin < 0 else 1.0
-        lo = hi = delta
+    if d.se == 0:  # both sides constant: the sign decides exactly
+        p = 0.0 if d.delta + margin < 0 else 1.0
     else:
-        p = float(stats.t.cdf((delta + margin) / se, df))
-        half = float(stats.t.ppf(0.975, df)) * se
-        lo, hi = delta - half, delta + half
-    return Noninferiority(len(b), len(c), float(b.mean()), float(c.mean()), delta, lo, hi, df, p)
+        p = float(stats.t.cdf((d.delta + margin) / d.se, d.df))
+    return Noninferiority(d.n_b, d.n_a, d.mean_b, d.mean_a, d.delta, d.ci_low, d.ci_high, d.df, p)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -164,6 +157,7 @@ class Difference:
     df: float
     p_greater: float  # one-sided p of H1: Δ > 0
     p_less: float  # one-sided p of H1: Δ < 0
+    se: float  # standard error of Δ
 
     def text(self, digits: int = 4) -> str:
         return f"Δ {self.delta:+.{digits}f} [{self.ci_low:+.{digits}f}, {self.ci_high:+.{digits}f}]"
@@ -189,7 +183,7 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Difference | None:
         half = float(stats.t.ppf(0.975, df)) * se
         lo, hi = delta - half, delta + half
     return Difference(len(x), len(y), float(x.mean()), float(y.mean()), delta, lo, hi, df,
-                      greater, less)  # fmt: skip
+                      greater, less, se)  # fmt: skip
 
 
 def equivalence(a: Sequence[float], b: Sequence[float], margin: float) -> float | None:
@@ -199,11 +193,10 @@ def equivalence(a: Sequence[float], b: Sequence[float], margin: float) -> float 
     d = welch(a, b)
     if d is None:
         return None
-    se = (d.ci_high - d.delta) / float(stats.t.ppf(0.975, d.df)) if d.ci_high > d.delta else 0.0
-    if se == 0:
+    if d.se == 0:
         return 0.0 if abs(d.delta) < margin else 1.0
-    above = float(stats.t.sf((d.delta + margin) / se, d.df))
-    below = float(stats.t.cdf((d.delta - margin) / se, d.df))
+    above = float(stats.t.sf((d.delta + margin) / d.se, d.df))
+    below = float(stats.t.cdf((d.delta - margin) / d.se, d.df))
     return max(above, below)
 
 
