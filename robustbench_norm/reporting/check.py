@@ -114,8 +114,10 @@ class Comparison:
     verdict: str  # worse | pass | underpowered | (secondary) worse? | not tested
 
     def to_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in self.__dict__.items()}  # fmt: skip
+        return {
+            k: statistics.finite_or_none(v) if isinstance(v, float) else v
+            for k, v in self.__dict__.items()
+        }
 
 
 @dataclass
@@ -168,7 +170,8 @@ class CheckReport:
             "environment_differences": self.environment,
             "completeness": [f.to_dict() for f in self.completeness],
             "fingerprints": [
-                {**d.to_dict(), "max_rel_diff": _finite(d.max_rel_diff)} for d in self.fingerprints
+                {**d.to_dict(), "max_rel_diff": statistics.finite_or_none(d.max_rel_diff)}
+                for d in self.fingerprints
             ],
             "fingerprint_note": self.fingerprint_note,
             "comparisons": [c.to_dict() for c in self.comparisons],
@@ -457,7 +460,3 @@ def _condition_label(cond: tuple) -> str:
     if parameter is None:
         return "—" if name in ("clean", "gaussian_noise", "all", "noise_sequence") else name
     return f"{name} @ {parameter:.4g}"
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None

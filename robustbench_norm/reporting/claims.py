@@ -67,9 +67,9 @@ class Comparison:
             "label": self.label,
             "n": self.n,
             "effect": self.effect,
-            "p_for": _finite(self.p_for),
-            "p_against": _finite(self.p_against),
-            "p_equivalent": _finite(self.p_equivalent),
+            "p_for": statistics.finite_or_none(self.p_for),
+            "p_against": statistics.finite_or_none(self.p_against),
+            "p_equivalent": statistics.finite_or_none(self.p_equivalent),
         }
 
 
@@ -88,15 +88,11 @@ class Claim:
             "claim": self.claim,
             "evidence": self.evidence,
             "test": self.test,
-            "p_value": _finite(self.p_value),
+            "p_value": statistics.finite_or_none(self.p_value),
             "verdict": self.verdict,
             "margin": self.margin,
             "comparisons": [c.to_dict() for c in self.comparisons],
         }
-
-
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 # -- the rule ---------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from robustbench_norm import metrics
+
 #: power that "detectable" refers to
 POWER = 0.8
 
@@ -221,18 +223,16 @@ def variance_ratio(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
 def mean_interval(
     values: Sequence[float], bounds: tuple[float, float] | None = None, confidence: float = 0.95
 ) -> tuple[float, float, float]:
-    """(mean, low, high): the Student-t interval over runs, clipped to ``bounds`` (e.g. [0, 1]
-    for an accuracy) — a proportion's interval must not leave its range. NaN below 2 values."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1)) * float(x.std(ddof=1))
-    half /= math.sqrt(len(x))
+    """(mean, low, high): :func:`metrics.mean_ci`'s Student-t interval over the finite values,
+    clipped to ``bounds`` (e.g. [0, 1] for an accuracy) — a proportion's interval must not leave
+    its range. NaN below 2 values."""
+    mean, half = metrics.mean_ci([v for v in values if math.isfinite(v)], confidence)
     lo, hi = mean - half, mean + half
-    if bounds is not None:
+    if bounds is not None and math.isfinite(half):
         lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return mean, lo, hi
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """JSON has no NaN or infinity: a value that is not finite becomes null."""
+    return None if x is None or not math.isfinite(x) else float(x)
