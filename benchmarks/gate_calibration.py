@@ -36,7 +36,7 @@ from robustbench_norm.reporting.calibration import (
     runs_from_store,
 )
 from robustbench_norm.reporting.check import GateSettings
-from robustbench_norm.store import Store
+from robustbench_norm.suites.store import Store
 
 PRIMARY = ("clean/accuracy", "noise/mean_accuracy", "corruption/mean_corruption_accuracy")
 

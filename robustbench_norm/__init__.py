@@ -36,10 +36,10 @@ _EXPORTS = {
     "NoiseSequenceSpec": "evaluate",
     "CorruptionSpec": "evaluate",
     "AttackSpec": "perturb.attacks",
-    "load_suite": "suite",
-    "run_suite": "execute",
-    "RunSettings": "execute",
-    "Store": "store",
+    "load_suite": "suites.suite",
+    "run_suite": "suites.execute",
+    "RunSettings": "suites.execute",
+    "Store": "suites.store",
     "write_report": "reporting.report",
     "compare_runs": "reporting.check",
 }
@@ -94,7 +94,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from robustbench_norm.data import load_split
     from robustbench_norm.errors import NormInputError, RobustBenchError
     from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec, evaluate
-    from robustbench_norm.execute import RunSettings, run_suite
     from robustbench_norm.models import build_model
     from robustbench_norm.norms import (
         BatchGroupNorm,
@@ -111,6 +110,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from robustbench_norm.perturb.attacks import AttackSpec
     from robustbench_norm.reporting.check import compare_runs
     from robustbench_norm.reporting.report import write_report
-    from robustbench_norm.store import Store
-    from robustbench_norm.suite import load_suite
+    from robustbench_norm.suites.execute import RunSettings, run_suite
+    from robustbench_norm.suites.store import Store
+    from robustbench_norm.suites.suite import load_suite
     from robustbench_norm.train import TrainSpec, load_trained, train

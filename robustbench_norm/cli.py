@@ -20,7 +20,7 @@ EXIT_OK, EXIT_REGRESSION, EXIT_USER_ERROR, EXIT_JOBS_FAILED = 0, 1, 2, 3
 
 def _cmd_list(args: argparse.Namespace) -> int:
     if args.what == "runs":
-        from robustbench_norm.store import Store
+        from robustbench_norm.suites.store import Store
 
         with Store.open(args.store, read_only=True) as store:
             for r in store.runs():
@@ -61,16 +61,16 @@ def _listing(what: str) -> dict[str, str]:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from robustbench_norm.suite import describe_plan, load_suite
+    from robustbench_norm.suites.suite import describe_plan, load_suite
 
     print(describe_plan(load_suite(args.suite)))
     return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from robustbench_norm.execute import RunSettings, run_suite
-    from robustbench_norm.store import Store
-    from robustbench_norm.suite import load_suite
+    from robustbench_norm.suites.execute import RunSettings, run_suite
+    from robustbench_norm.suites.store import Store
+    from robustbench_norm.suites.suite import load_suite
 
     suite = load_suite(args.suite)
     settings = RunSettings(
@@ -121,7 +121,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from robustbench_norm.reporting.report import write_report
-    from robustbench_norm.store import Store
+    from robustbench_norm.suites.store import Store
 
     with Store.open(args.store, read_only=True) as store:
         run_id = store.resolve_run(args.run, args.suite)
@@ -143,8 +143,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from robustbench_norm.reporting.check import GateSettings, compare_runs, parse_run_ref
     from robustbench_norm.reporting.check_text import format_report
-    from robustbench_norm.store import Store
-    from robustbench_norm.suite import CheckSettings, load_suite
+    from robustbench_norm.suites.store import Store
+    from robustbench_norm.suites.suite import CheckSettings, load_suite
 
     suite = load_suite(args.suite) if args.suite else None
     defaults = suite.check if suite else CheckSettings()
@@ -182,8 +182,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_fingerprint(args: argparse.Namespace) -> int:
     from robustbench_norm.norms.fingerprint import compare_fingerprints, fingerprints, signature
     from robustbench_norm.reporting.check import parse_run_ref
-    from robustbench_norm.store import Store
-    from robustbench_norm.suite import load_suite
+    from robustbench_norm.suites.store import Store
+    from robustbench_norm.suites.suite import load_suite
 
     suite = load_suite(args.suite)
     prints = fingerprints(suite.norm_configs())

@@ -12,7 +12,7 @@ import pytest
 
 from robustbench_norm.cli import main
 from robustbench_norm.norms.fingerprint import fingerprint
-from robustbench_norm.store import JobOutcome, Store
+from robustbench_norm.suites.store import JobOutcome, Store
 
 NORMS = {"bn": 0.73, "gnplus": 0.68}
 SPREAD = 0.01

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from robustbench_norm.execute import stability_rows
 from robustbench_norm.reporting import claims, statistics
 from robustbench_norm.reporting.claims import (
     INCONCLUSIVE,
@@ -25,6 +24,7 @@ from robustbench_norm.reporting.claims import (
 )
 from robustbench_norm.reporting.leaderboard import Cell, pivot
 from robustbench_norm.reporting.tables import _mce_tables, chance_corruptions
+from robustbench_norm.suites.execute import stability_rows
 
 ALPHA = 0.05
 

@@ -9,7 +9,7 @@ import pytest
 
 from robustbench_norm import metrics
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.sweeps import regularization_sweep, regularizer_label
+from robustbench_norm.suites.sweeps import regularization_sweep, regularizer_label
 from robustbench_norm.train import TrainSpec
 
 

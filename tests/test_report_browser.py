@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from robustbench_norm.execute import RunSettings, run_suite
 from robustbench_norm.reporting.report import write_report
-from robustbench_norm.store import Store
-from robustbench_norm.suite import load_suite
+from robustbench_norm.suites.execute import RunSettings, run_suite
+from robustbench_norm.suites.store import Store
+from robustbench_norm.suites.suite import load_suite
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from robustbench_norm.cli import main
-from robustbench_norm.execute import RunSettings, run_suite
 from robustbench_norm.reporting.report import JSON_SCHEMA, write_report
-from robustbench_norm.store import Store
-from robustbench_norm.suite import load_suite
+from robustbench_norm.suites.execute import RunSettings, run_suite
+from robustbench_norm.suites.store import Store
+from robustbench_norm.suites.suite import load_suite
 
 TINY = """
 name = "tiny"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.store import JobOutcome, Store, pack_flags, unpack_flags
+from robustbench_norm.suites.store import JobOutcome, Store, pack_flags, unpack_flags
 
 LABELS = {"model": "resnet20", "norm": "bn", "batch_size": 64, "seed": 0, "regularizer": "none"}
 

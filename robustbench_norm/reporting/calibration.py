@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from robustbench_norm.reporting.check import GateSettings, Sample, decide
-from robustbench_norm.store import Store
+from robustbench_norm.suites.store import Store
 
 #: one run's metric values: "FAMILY/METRIC" → value
 Run = Mapping[str, float]

@@ -34,7 +34,7 @@ from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.norms.fingerprint import FingerprintDiff, compare_fingerprints
 from robustbench_norm.provenance import environment_differences
 from robustbench_norm.reporting import statistics
-from robustbench_norm.store import DEFAULT_STORE, Store
+from robustbench_norm.suites.store import DEFAULT_STORE, Store
 
 SETTING = ("model", "norm", "batch_size", "regularizer")
 LOWER_IS_BETTER = {"flip_probability", "consecutive_flip_probability", "mce", "relative_mce"}

@@ -24,7 +24,7 @@ from robustbench_norm.reporting.leaderboard import (
     Table,
 )
 from robustbench_norm.reporting.tables import build_tables, chance_corruptions
-from robustbench_norm.store import Store
+from robustbench_norm.suites.store import Store
 
 JSON_SCHEMA = "robustbench-norm/leaderboard@2"
 

@@ -25,8 +25,8 @@ from robustbench_norm.norms.fingerprint import fingerprints
 from robustbench_norm.perturb.corruptions import CorruptionCache
 from robustbench_norm.progress import progress_bar
 from robustbench_norm.provenance import provenance
-from robustbench_norm.store import JobOutcome, Store
-from robustbench_norm.suite import JobSpec, Suite
+from robustbench_norm.suites.store import JobOutcome, Store
+from robustbench_norm.suites.suite import JobSpec, Suite
 from robustbench_norm.train import load_trained, resolve_device, train
 
 EXECUTORS = ("local", "ray")

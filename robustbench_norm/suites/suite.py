@@ -27,7 +27,7 @@ from robustbench_norm.models import build_model
 from robustbench_norm.norms import make_norm
 from robustbench_norm.perturb.attacks import AttackSpec
 from robustbench_norm.specs import code_version, spec_key
-from robustbench_norm.sweeps import regularization_sweep, regularizer_label
+from robustbench_norm.suites.sweeps import regularization_sweep, regularizer_label
 from robustbench_norm.train import TRAIN_CODE, TrainSpec
 
 EVAL_CODE = ("evaluate.py", "perturb", "metrics.py")
@@ -226,7 +226,7 @@ def load_suite(path: str | Path) -> Suite:
     """Parse and fully validate a suite file."""
     path = Path(path)
     if not path.exists():
-        shipped = Path(__file__).resolve().parents[1] / "suites"
+        shipped = Path(__file__).resolve().parents[2] / "suites"
         hint = f"; shipped suites: {', '.join(sorted(p.name for p in shipped.glob('*.toml')))}"
         raise RobustBenchError(f"suite file {path} not found{hint if shipped.exists() else ''}")
     text = path.read_text()
