@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,9 +15,16 @@ from robustbench_norm.errors import RobustBenchError
 #: kept here (not imported from store) so that `--help` does not import torch
 DEFAULT_STORE_PATH = Path("results") / "robustbench.sqlite"
 
-#: exit codes: 0 success; 1 `check` found a regression; 2 a usage error (message, no traceback);
-#: 3 `run` finished but some jobs failed (their errors are in the store and the summary)
-EXIT_OK, EXIT_REGRESSION, EXIT_USER_ERROR, EXIT_JOBS_FAILED = 0, 1, 2, 3
+#: exit codes: 0 success; 1 `check` found a regression; 2 a usage error or a fault of the machine
+#: (one-line message, no traceback); 3 `run` finished but some jobs failed (their errors are in
+#: the store and the summary); 130 interrupted (Ctrl-C)
+EXIT_OK, EXIT_REGRESSION, EXIT_USER_ERROR, EXIT_JOBS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 check found a regression (fingerprint changes too); 2 a usage "
+    "error or a fault such as a full disk or a damaged store (a one-line message; --debug "
+    "shows the traceback); 3 run finished but some jobs failed (listed); 130 interrupted "
+    "(rerun the same command to resume)."
+)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -81,6 +90,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         download=args.download,
         fresh=args.fresh,
         quiet=args.quiet,
+        threads=args.threads,
     )
 
     def report(job, outcome) -> None:
@@ -92,12 +102,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
 
-    with Store.open(args.store) as store:
+    def say(text: str) -> None:
         if not args.quiet:
-            print(
-                f"running suite {suite.name!r}: {len(suite.jobs)} jobs into {args.store}",
-                file=sys.stderr,
-            )
+            print(text, file=sys.stderr, flush=True)
+
+    with Store.open(args.store) as store:
+        say(f"running suite {suite.name!r}: {len(suite.jobs)} jobs into {args.store}")
         summary = run_suite(
             suite,
             store,
@@ -108,6 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             ray_cpus=args.ray_cpus,
             ray_gpus=args.ray_gpus,
             on_job=report,
+            say=say,
         )
     print(
         f"run {summary.run_id} of suite {suite.name!r}: {summary.total} jobs, "
@@ -120,7 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from robustbench_norm.reporting.report import write_report
+    from robustbench_norm.reporting.report import publish
     from robustbench_norm.suites.store import Store
 
     with Store.open(args.store, read_only=True) as store:
@@ -128,12 +139,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         suite = store.run(run_id)["suite"]
         root = Path("leaderboards") if args.publish else Path("results") / "leaderboards"
         out = Path(args.out or root / suite)
-        paths = write_report(store, run_id, out)
-        store.export_run(run_id, out / "store.sqlite")
+        paths = publish(store, run_id, out)
     print(
         f"leaderboard of run {run_id} ({suite}) written to {out}/: "
         + ", ".join(p.name for p in paths)
-        + ", store.sqlite"
     )
     if not args.publish and args.out is None:
         print(f"publish it into leaderboards/{suite}/ with: report --suite {suite} --publish")
@@ -208,6 +217,16 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
     for d in diffs:
         print(f"  {d.label:<18}{d.describe()}")
     return EXIT_REGRESSION if any(d.status == "changed" for d in diffs) else EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -351,8 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="robustbench-norm",
         description="Benchmark normalization layers (BN, GN, GN+ and peers) for training "
         "stability and robustness to distortion.",
-        epilog="Exit codes: 0 success, 1 a regression was found (check), 2 a usage error "
-        "(message printed, no traceback; --debug shows it).",
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -399,6 +417,13 @@ def _add_run(sub) -> None:
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto)")
     p.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per job on Ray")
     p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per job on Ray")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch threads per job (default: all cores, shared out over --jobs); part of each "
+        "job's key, since it changes the trained weights",
+    )
     _add_device_and_data(p)
     p.set_defaults(func=_cmd_run)
 
@@ -447,7 +472,7 @@ def _add_check(sub) -> None:
         "(exact: did a layer's function change?), then one-sided Welch tests with training runs "
         "as units, Holm-corrected over the primary metrics. RUN is [STORE:]ID, latest or "
         "previous; `latest` is the newest run and must be finished.\n\n"
-        "exit codes: 0 pass, 1 regression, 2 usage error\n\nexamples:\n"
+        "exit codes: 0 pass, 1 regression, 2 usage error or unreadable store\n\nexamples:\n"
         "  robustbench-norm check --suite suites/smoke.toml --candidate latest\n"
         "  robustbench-norm check --baseline leaderboards/smoke/store.sqlite:latest "
         "--candidate results/robustbench.sqlite:latest --json -\n"
@@ -570,7 +595,7 @@ def _add_eval(sub) -> None:
         help="evaluate one checkpoint under noise, corruptions and attacks",
         description="Evaluate a checkpoint on its dataset's test split (eval mode, per-example "
         "results, batch-size independent). Clean accuracy is always reported.\n\nexamples:\n"
-        "  robustbench-norm eval results/checkpoints/KEY/final.pt --noise\n"
+        "  robustbench-norm eval results/checkpoints/KEY/cpu-2threads/final.pt --noise\n"
         "  robustbench-norm eval CKPT --corruptions fog contrast --severities 1 3 5\n"
         "  robustbench-norm eval CKPT --attack pgd_linf fgsm --limit 500\n"
         "  robustbench-norm eval CKPT --attack pgd_l2 --epsilons 0 0.25 0.5 --steps 20",
@@ -603,7 +628,7 @@ def _add_eval(sub) -> None:
     )
     p.add_argument("--epsilons", type=float, nargs="+", default=None)
     p.add_argument("--steps", type=int, default=None, help="attack steps (attack's default)")
-    p.add_argument("--limit", type=int, default=None, help="first N test images only")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N test images only")
     p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--cache-dir", default=None, help="corruption cache (default ~/.cache/...)")
@@ -612,15 +637,39 @@ def _add_eval(sub) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Whatever goes wrong that the user or the machine can fix ends as one
+    ``error:`` line and a non-zero exit, never a traceback (``--debug`` shows it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line_warning
     try:
         return args.func(args)
-    except RobustBenchError as e:
+    except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(
+            "interrupted; rerun the same command to resume (finished jobs are kept)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except (RobustBenchError, OSError, sqlite3.Error) as e:
+        if args.debug:
+            raise
+        print(f"error: {_message(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def _message(e: BaseException) -> str:
+    """One line for an error; OS errors name the path and what went wrong with it."""
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    if isinstance(e, sqlite3.Error):
+        return f"a results store could not be read or written: {e}"
+    return " ".join(str(e).split("\n"))
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {message}\n"
 
 
 if __name__ == "__main__":

@@ -95,7 +95,12 @@ class Split:
         return h.hexdigest()
 
     def subset(self, count: int | None) -> Split:
-        """The first ``count`` examples (the test order is part of the benchmark's identity)."""
+        """The first ``count`` examples (the test order is part of the benchmark's identity).
+
+        ``count`` must be positive: Python's slicing would read -900 as "all but the first 900"
+        and 0 as no images at all, both silently."""
+        if count is not None and (isinstance(count, bool) or count < 1):
+            raise RobustBenchError(f"limit={count!r} must be a positive number of images")
         if count is None or count >= len(self):
             return self
         return Split(self.info, self.split, self.images[:count], self.labels[:count])

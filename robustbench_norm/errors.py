@@ -19,3 +19,12 @@ class NormInputError(RobustBenchError, ValueError):
     Also a ``ValueError`` so that code written against ``torch.nn.BatchNorm2d`` (which raises
     ``ValueError`` for a single value per channel in training) keeps working.
     """
+
+
+class StorageError(RobustBenchError):
+    """The machine cannot keep what was computed: a full disk, a read-only folder, a damaged or
+    locked store.
+
+    Unlike other user errors it stops a whole run rather than failing one job: every later job
+    would hit it too. Whatever was already stored stays; rerunning the same command resumes.
+    """

@@ -36,6 +36,7 @@ from robustbench_norm.perturb.noise import (
     noise_sequence_images,
 )
 from robustbench_norm.progress import progress_bar
+from robustbench_norm.specs import check_seed
 from robustbench_norm.train import load_trained, resolve_device
 
 
@@ -56,8 +57,12 @@ class NoiseSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigmas", tuple(float(s) for s in self.sigmas))
-        if not self.sigmas or any(s < 0 for s in self.sigmas):
-            raise RobustBenchError(f"noise.sigmas={self.sigmas} must be non-empty and >= 0")
+        if not self.sigmas or not all(0 <= s <= 1 for s in self.sigmas):
+            raise RobustBenchError(
+                f"noise.sigmas={self.sigmas} must be non-empty and each in [0, 1] (pixels span "
+                "[0, 1]: σ = 1 already drowns the image), e.g. [0.02, 0.05, 0.1, 0.2]"
+            )
+        check_seed(self.seed, "noise.seed")
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class NoiseSequenceSpec:
                 f"noise_sequence: frames={self.frames} must be >= 3 and sigma={self.sigma} in "
                 "(0, 1), e.g. frames = 31, sigma = 0.02 (CIFAR-10-P)"
             )
+        check_seed(self.seed, "noise_sequence.seed")
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class CorruptionSpec:
             raise RobustBenchError("corruptions: names and severities must be non-empty")
         check_names(self.names)
         check_severities(self.severities)
+        check_seed(self.seed, "corruptions.seed")
 
 
 PerturbationSpec = CleanSpec | NoiseSpec | NoiseSequenceSpec | CorruptionSpec | AttackSpec

@@ -14,6 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from robustbench_norm.errors import RobustBenchError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -55,3 +57,10 @@ def spec_key(spec: Any, code: str) -> str:
     """The 16-hex-digit identity of a spec run with code version ``code``."""
     payload = canonical_json({"spec": spec, "code": code})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def check_seed(seed: Any, where: str) -> None:
+    """A seed is a non-negative integer: numpy's generators refuse negative ones, and a job
+    that fails on one only after training has cost its training for nothing."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise RobustBenchError(f"{where}={seed!r} must be a non-negative integer")

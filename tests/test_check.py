@@ -13,6 +13,7 @@ import pytest
 from robustbench_norm.cli import main
 from robustbench_norm.norms.fingerprint import fingerprint
 from robustbench_norm.suites.store import JobOutcome, Store
+from robustbench_norm.suites.store_schema import SCHEMA_VERSION
 
 NORMS = {"bn": 0.73, "gnplus": 0.68}
 SPREAD = 0.01
@@ -226,10 +227,12 @@ def test_a_schema_1_store_is_read_as_is_and_upgraded_when_written(base, tmp_path
     make_run(old)
     conn = sqlite3.connect(old)
     conn.execute("DROP TABLE fingerprints")
+    conn.execute("DROP TABLE claims")
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
     assert check(old, base) == 0
     assert "no fingerprints" in capsys.readouterr().out
     with Store.open(old) as store:  # writable: migrated
-        assert store.schema_version == 2 and store.fingerprints_of_run(1) == {}
+        assert store.schema_version == SCHEMA_VERSION and store.fingerprints_of_run(1) == {}
+        assert store.conn.execute("SELECT count(*) FROM claims").fetchone()[0] == 0

@@ -14,7 +14,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from robustbench_norm.norms.checks import check_input, check_num_channels
+from robustbench_norm.norms.checks import check_input, check_num_channels, check_options
 from robustbench_norm.norms.moments import (
     batch_moments,
     check_trainable_batch,
@@ -41,6 +41,7 @@ class MomentNorm(nn.Module):
     ) -> None:
         super().__init__()
         check_num_channels(num_channels, self.layer)
+        check_options(self.layer, eps=eps, momentum=momentum, impl=impl)
         self.num_channels = num_channels
         self.eps = eps
         self.momentum = momentum

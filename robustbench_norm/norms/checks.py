@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor
 
 from robustbench_norm.errors import NormInputError, RobustBenchError
 
 #: The GN default of Wu & He (2018); also the default for every grouped layer here.
 DEFAULT_GROUPS = 32
+#: how the fused moment layers compute (moments.moment_affine)
+IMPLS = ("fused", "autograd")
 
 
 def resolve_groups(groups: int | str, num_channels: int, layer: str) -> int:
@@ -37,8 +41,34 @@ def check_num_channels(num_channels: int, layer: str) -> None:
         raise RobustBenchError(f"{layer}: num_channels={num_channels!r} must be a positive integer")
 
 
+def check_options(layer: str, **options) -> None:
+    """The options every norm family shares, checked when the layer is built (not at its first
+    forward): a zero ``eps`` divides by zero on a constant channel, a ``momentum`` outside
+    [0, 1] extrapolates the running statistics instead of averaging them."""
+    if "eps" in options:
+        eps = options["eps"]
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < math.inf:
+            raise RobustBenchError(f"{layer}: eps={eps!r} must be a positive number, e.g. 1e-5")
+    if "momentum" in options and options["momentum"] is not None:
+        m = options["momentum"]
+        if isinstance(m, bool) or not isinstance(m, int | float) or not 0 <= m <= 1:
+            raise RobustBenchError(
+                f"{layer}: momentum={m!r} must lie in [0, 1] (or be None for a cumulative "
+                "average), e.g. 0.1"
+            )
+    if "impl" in options and options["impl"] not in IMPLS:
+        raise RobustBenchError(
+            f"{layer}: impl={options['impl']!r} is not one of {', '.join(map(repr, IMPLS))} "
+            "(both run on CPU and CUDA)"
+        )
+
+
 def check_input(x: Tensor, num_channels: int, layer: str) -> None:
-    """Every layer here normalizes (N, C, H, W) feature maps with a fixed C."""
+    """Every layer here normalizes floating-point (N, C, H, W) feature maps with a fixed C."""
+    if not x.is_floating_point():
+        raise NormInputError(
+            f"{layer} expects a floating-point input; got {x.dtype} (convert with x.float())"
+        )
     if x.dim() != 4:
         raise NormInputError(
             f"{layer} expects a 4-D input (N, C, H, W); got shape {tuple(x.shape)}"

@@ -18,6 +18,7 @@ from torch import nn
 
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.norms.batch_group import BatchGroupNorm
+from robustbench_norm.norms.checks import check_options
 from robustbench_norm.norms.continual import ContinualNorm
 from robustbench_norm.norms.evonorm import EvoNormS0
 from robustbench_norm.norms.gnplus import GNPlus
@@ -126,6 +127,8 @@ def make_norm(name: str, num_channels: int, **options) -> nn.Module:
                 f"norm {name!r} has no option {', '.join(map(repr, unknown))}; "
                 f"valid options: {', '.join(allowed) or '(none)'}"
             )
+    # eps and momentum mean the same in every family (impl is the moment layers' own)
+    check_options(name, **{k: v for k, v in options.items() if k in ("eps", "momentum")})
     try:
         module = entry.factory(num_channels, **options)
     except TypeError as e:  # e.g. a wrongly typed option reaching torch

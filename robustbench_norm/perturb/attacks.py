@@ -20,6 +20,7 @@ seeded per chunk, so random starts are the same for every model and any evaluati
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.specs import check_seed
 
 #: name → (norm, fixed budget?)
 ATTACKS = {
@@ -72,15 +74,29 @@ class AttackSpec:
         if not self.epsilons:
             object.__setattr__(self, "epsilons", DEFAULT_EPSILONS[self.norm])
         eps = tuple(float(e) for e in self.epsilons)
-        if any(e < 0 for e in eps) or list(eps) != sorted(eps):
+        if not all(0 <= e < math.inf for e in eps) or list(eps) != sorted(eps):
             raise RobustBenchError(
-                f"attack {self.name}: epsilons {eps} must be non-negative and increasing"
+                f"attack {self.name}: epsilons {eps} must be finite, non-negative and increasing"
+            )
+        if self.norm == "linf" and eps[-1] > 1:
+            raise RobustBenchError(
+                f"attack {self.name}: ε={eps[-1]} exceeds the pixel range [0, 1]; an L∞ budget "
+                "is in pixel units, e.g. 8/255 = 0.0314"
             )
         object.__setattr__(self, "epsilons", eps)
         if self.steps is not None and self.steps < 1:
             raise RobustBenchError(f"attack {self.name}: steps={self.steps} must be >= 1")
         if self.chunk < 1:
             raise RobustBenchError(f"attack {self.name}: chunk={self.chunk} must be >= 1")
+        if self.rel_stepsize is not None and not 0 < self.rel_stepsize < math.inf:
+            raise RobustBenchError(
+                f"attack {self.name}: rel_stepsize={self.rel_stepsize} must be a positive "
+                "number (a fraction of ε per step, e.g. 0.25)"
+            )
+        for name in ("cw_binary_search_steps", "deepfool_candidates"):
+            if getattr(self, name) < 1:
+                raise RobustBenchError(f"attack {self.name}: {name} must be >= 1")
+        check_seed(self.seed, f"attack {self.name}: seed")
 
     @property
     def norm(self) -> str:

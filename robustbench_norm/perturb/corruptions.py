@@ -2,8 +2,10 @@
 generated once and cached on disk for every model and every later run.
 
 Each (split, corruption, severity, seed) becomes one uint8 ``.npy`` plus a JSON sidecar with the
-imagecorruptions version, the seed and the sha256 of the source images. A later call whose
-sidecar matches loads the file; nothing on disk is ever generated twice. Generation runs over
+imagecorruptions version, the seed, the sha256 of the source images and that of the array. A
+later call whose sidecar matches loads the file; nothing on disk is ever generated twice. The
+array's own hash is checked once per process before use: a file replaced, truncated or damaged
+on disk is regenerated, never evaluated. Generation runs over
 all cores in worker processes, with a progress bar.
 
 Reproducibility: image i of (corruption c, severity s) is corrupted right after
@@ -43,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from robustbench_norm.data import Split
-from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.perturb import compat
 from robustbench_norm.progress import progress_bar
 
@@ -108,6 +110,10 @@ def corrupt_images(
     return out
 
 
+#: (path, size, mtime) of cached arrays whose sha256 matched their sidecar in this process
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
 class CorruptionCache:
     """Corrupted copies of one split, on disk under ``root``."""
 
@@ -123,15 +129,36 @@ class CorruptionCache:
         return self.folder(split) / f"{corruption}-s{severity}-seed{seed}.npy"
 
     def _valid(self, split: Split, path: Path) -> bool:
+        """Whether ``path`` holds this split's corruption as its sidecar describes it: made from
+        these images, by this imagecorruptions and gray rule, and with the array's hash intact."""
         sidecar = path.with_suffix(".json")
         if not (path.exists() and sidecar.exists()):
             return False
-        meta = json.loads(sidecar.read_text())
-        return (
-            meta.get("source_sha256") == split.fingerprint
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (ValueError, UnicodeDecodeError):
+            return False
+        if not (
+            isinstance(meta, dict)
+            and meta.get("source_sha256") == split.fingerprint
             and meta.get("imagecorruptions") == compat.version()
             and meta.get("gray_rule", "luma") == GRAY_RULE
-        )
+        ):
+            return False
+        return self._intact(path, meta.get("sha256"))
+
+    def _intact(self, path: Path, sha256: str | None) -> bool:
+        stat = path.stat()
+        token = (str(path), stat.st_size, stat.st_mtime_ns)
+        if token in _VERIFIED:
+            return True
+        try:
+            ok = hashlib.sha256(np.load(path).tobytes()).hexdigest() == sha256
+        except (ValueError, OSError, EOFError):  # truncated or not an .npy at all
+            ok = False
+        if ok:
+            _VERIFIED.add(token)
+        return ok
 
     def load(self, split: Split, corruption: str, severity: int, seed: int) -> np.ndarray | None:
         path = self.path(split, corruption, severity, seed)
@@ -204,10 +231,6 @@ class CorruptionCache:
 
     def _write(self, split, corruption, severity, seed, array, seconds) -> None:
         path = self.path(split, corruption, severity, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, array)
-        os.replace(tmp, path)
         meta = {
             "dataset": split.info.name,
             "split": split.split,
@@ -221,7 +244,18 @@ class CorruptionCache:
             "sha256": hashlib.sha256(array.tobytes()).hexdigest(),
             "seconds": round(seconds, 3),
         }
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        tmp = path.with_suffix(".tmp.npy")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(tmp, array)
+            os.replace(tmp, path)
+            path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(
+                f"could not write the corruption cache {path}: {e.strerror or e}; free space "
+                "or pass --cache-dir a writable folder, then rerun the same command"
+            ) from None
 
 
 def _run_workers(images: np.ndarray, tasks: list[dict], workers: int, finished) -> None:

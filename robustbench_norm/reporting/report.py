@@ -3,19 +3,23 @@
 ``write_report(store, run_id, out_dir)`` reads one run, builds every table (mean ± 95 % CI over
 seeds, ranked, best marked), checks the paper's claims, draws the plots and writes them all to
 ``out_dir`` (by default ``leaderboards/<suite>/``). ``results.json`` has a stable, documented
-schema (see README.md, "results.json").
+schema (see README.md, "results.json"). ``publish`` adds the exported store and swaps the whole
+folder in at once, so a failure leaves the previous leaderboard as it was.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.norms.fingerprint import signature
 from robustbench_norm.reporting import html_page, plots
 from robustbench_norm.reporting.claims import Claim, evaluate_claims
@@ -313,3 +317,50 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
         *([out / "fingerprints.json"] if prints else []),
         *images,
     ]
+
+
+def publish(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
+    """Write the leaderboard of ``run_id`` and its exported store into ``out_dir``, all or
+    nothing: everything is written to a hidden sibling folder first, which then replaces
+    ``out_dir`` by two renames. Any failure (a damaged store, a full disk) removes the sibling
+    and leaves the published folder exactly as it was: a baseline that ``check`` reads is
+    never half-rewritten."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise StorageError(f"--out {out} is a file; pass a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    except OSError as e:
+        raise StorageError(
+            f"cannot write the leaderboard to {out}: {e.strerror} ({e.filename}); pass --out "
+            "a folder in a writable place"
+        ) from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a leaderboard is not
+    try:
+        written = write_report(store, run_id, staging)
+        store.export_run(run_id, staging / "store.sqlite")
+        _swap_in(staging, out)
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StorageError(
+            f"could not write the leaderboard to {out}: {e.strerror or e}; the previous one "
+            "is untouched. Free space and rerun"
+        ) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return [out / p.name for p in written] + [out / "store.sqlite"]
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    retired = out.with_name(f".{out.name}.old-{os.getpid()}")
+    shutil.rmtree(retired, ignore_errors=True)
+    os.rename(out, retired)
+    os.rename(staging, out)
+    shutil.rmtree(retired, ignore_errors=True)

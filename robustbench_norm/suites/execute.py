@@ -1,10 +1,16 @@
 """Run a suite: plan → execute jobs (in-process, worker processes or Ray) → one store writer.
 
-Resuming is the default. A job whose key (spec + code version) already finished in this store,
-in this run or any earlier one, is linked instead of recomputed. Re-running an interrupted
-command continues its run: finished jobs are skipped and none is duplicated. The job that was
-cut off resumes from its last training epoch. Results reach the store only from this process,
-one job per transaction, so a kill never leaves half a job behind.
+Resuming is the default. A job whose key (spec + code version + compute setting) already
+finished in this store, in this run or any earlier one, is linked instead of recomputed.
+Re-running an interrupted command continues its run: finished jobs are skipped and none is
+duplicated. The job that was cut off resumes from its last training epoch. Results reach the
+store only from this process, one job per transaction, so a kill never leaves half a job behind.
+
+The thread count is pinned per run: every job of a run trains with the same number of torch
+threads (``--threads``, else the cores shared out over ``--jobs``), the count is part of each
+job's key (as ``compute``, with the device type), and a resumed run keeps the count it started
+with. Two processes running the same suite into one store share the work through job claims
+(job_claims.py) instead of computing every job twice.
 """
 
 from __future__ import annotations
@@ -13,21 +19,22 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from robustbench_norm.data import default_cache_dir, load_split
-from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.evaluate import CleanSpec, evaluate
 from robustbench_norm.norms.fingerprint import fingerprints
 from robustbench_norm.perturb.corruptions import CorruptionCache
 from robustbench_norm.progress import progress_bar
 from robustbench_norm.provenance import provenance
+from robustbench_norm.suites.job_claims import JobClaims
 from robustbench_norm.suites.store import JobOutcome, Store
 from robustbench_norm.suites.suite import JobSpec, Suite
-from robustbench_norm.train import load_trained, resolve_device, train
+from robustbench_norm.suites.workers import InProcess, ProcessPool, RayBackend
+from robustbench_norm.train import compute_tag, load_trained, resolve_device, train
 
 EXECUTORS = ("local", "ray")
 
@@ -123,6 +130,8 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
             flags += [(res.family, c.name, c.parameter, c.correct) for c in res.conditions]
             warnings += res.warnings
         return outcome("done", flags, warnings)
+    except StorageError:
+        raise  # the disk, not the job: stop the run (rerunning resumes it)
     except Exception as e:  # a failed job is recorded and the run goes on
         detail = str(e) if isinstance(e, RobustBenchError) else traceback.format_exc()
         return JobOutcome(
@@ -196,22 +205,33 @@ def run_suite(
     ray_cpus: float = 1.0,
     ray_gpus: float = 0.0,
     on_job: Callable[[JobSpec, JobOutcome], None] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> RunSummary:
-    """Run every job of ``suite`` into ``store``; see the module docstring for resuming."""
+    """Run every job of ``suite`` into ``store``; see the module docstring for resuming, the
+    pinned thread count and sharing a store. ``say`` receives one-line notices (a resumed
+    run's thread count, waiting on another process)."""
     if executor not in EXECUTORS:
         raise RobustBenchError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
     if jobs < 1:
         raise RobustBenchError(f"--jobs {jobs} must be at least 1")
+    if settings.threads is not None and settings.threads < 1:
+        raise RobustBenchError(f"--threads {settings.threads} must be at least 1")
+    say = say or (lambda text: None)
+    device = resolve_device(settings.device)  # no CUDA: one error now, not one per job
     run_id = None if settings.fresh else store.resumable_run(suite.name, suite.hash)
-    if run_id is None:
-        facts = provenance(threads=_job_threads(settings, executor, jobs, ray_cpus))
-        run_id = store.start_run(suite.name, suite.hash, suite.text, facts)
+    threads = _job_threads(settings, executor, jobs, ray_cpus)
+    if run_id is not None:
+        threads = _resumed_threads(store.run(run_id), threads, settings.threads, say)
+    else:
+        run_id = store.start_run(suite.name, suite.hash, suite.text, provenance(threads=threads))
+    settings = replace(settings, threads=threads)
+    compute = compute_tag(device, threads)
     if not store.fingerprints_of_run(run_id):  # the exact identity of every layer measured
         store.save_fingerprints(run_id, fingerprints(suite.norm_configs()))
 
     pending: list[tuple[JobSpec, int]] = []
     reused = 0
-    for job in suite.jobs:
+    for job in (replace(j, compute=compute) for j in suite.jobs):
         current = store.run_job(run_id, job.key)
         if current is not None and current["status"] in ("done", "diverged"):
             reused += 1
@@ -230,36 +250,111 @@ def run_suite(
     if pending:
         prepare_corruptions(suite, settings)
 
-    def write(job: JobSpec, job_id: int, outcome: JobOutcome) -> None:
-        store.record(job_id, outcome)
-        summary.executed += 1
-        tag = f"{job.train.model}/{job.label}/bs{job.train.batch_size}/seed{job.train.seed}"
-        if outcome.status == "failed":
-            summary.failed.append(f"{tag}: {outcome.error.strip().splitlines()[-1]}")
-        elif outcome.status == "diverged":
-            summary.diverged.append(tag)
-        if on_job is not None:
-            on_job(job, outcome)
-
     bar = progress_bar(len(pending), f"suite {suite.name}", "job", settings.quiet)
-    try:
-        if executor == "ray":
-            _run_ray(pending, settings, store, write, bar, ray_address, ray_cpus, ray_gpus)
-        elif jobs > 1:
-            _run_processes(pending, settings, store, write, bar, jobs)
-        else:
-            for job, job_id in pending:
-                store.set_status(job_id, "running")
-                write(job, job_id, execute_job(job, settings))
-                bar.update(1)
-    finally:
-        bar.close()
+    with JobClaims(store) as claims:
+        queue = JobQueue(store, claims, run_id, pending, settings.fresh, say)
+
+        def write(job: JobSpec, job_id: int, outcome: JobOutcome) -> None:
+            store.record(job_id, outcome)
+            claims.release(job.key)
+            summary.executed += 1
+            tag = f"{job.train.model}/{job.label}/bs{job.train.batch_size}/seed{job.train.seed}"
+            if outcome.status == "failed":
+                summary.failed.append(f"{tag}: {outcome.error.strip().splitlines()[-1]}")
+            elif outcome.status == "diverged":
+                summary.diverged.append(tag)
+            bar.update(1)
+            if on_job is not None:
+                on_job(job, outcome)
+
+        backend = _backend(executor, settings, jobs, ray_address, ray_cpus, ray_gpus)
+        try:
+            _drive(queue, backend, write)
+        except BaseException:  # Ctrl-C, a full disk: stop now; rerunning resumes
+            backend.abort()
+            raise
+        finally:
+            bar.close()
+        backend.close()
+    summary.reused += queue.linked
     store.finish_run(run_id, "finished" if not summary.failed else "failed")
     return summary
 
 
+class JobQueue:
+    """The run's pending jobs, in order, handed out only when this process holds their claim.
+
+    A job another live process is computing is put aside; once nothing else is left, the queue
+    waits for it (saying so) and links the other process's result, or takes the job over if
+    that process died without one."""
+
+    def __init__(self, store, claims, run_id, pending, fresh: bool, say, poll: float = 2.0):
+        self.store, self.claims, self.run_id = store, claims, run_id
+        self.todo = list(pending)
+        self.fresh, self.say, self.poll = fresh, say, poll
+        self.linked = 0
+        self._told: set = set()
+
+    def next(self, block: bool) -> tuple[JobSpec, int] | None:
+        """The next job to compute (claimed, marked running); None when none is left, or when
+        only other processes' jobs are left and ``block`` is False."""
+        while True:
+            waiting = []
+            while self.todo:
+                job, job_id = self.todo.pop(0)
+                finished = None if self.fresh else self.store.finished_job(job.key)
+                if finished is not None:  # another process finished it meanwhile
+                    self.store.link(self.run_id, job.key, finished, replacing=job_id)
+                    self.linked += 1
+                    continue
+                holder = self.claims.claim(job.key)
+                if holder is None:
+                    self.store.set_status(job_id, "running")
+                    self.todo = [(j, i) for j, i, _ in waiting] + self.todo
+                    return job, job_id
+                waiting.append((job, job_id, holder))
+            self.todo = [(job, job_id) for job, job_id, _ in waiting]
+            if not self.todo or not block:
+                return None
+            holders = sorted({str(h) for _, _, h in waiting})
+            if tuple(holders) not in self._told:
+                self._told.add(tuple(holders))
+                self.say(
+                    f"waiting for {len(waiting)} job(s) that another process is computing into "
+                    f"{self.store.path} ({', '.join(holders)}); its results will be linked"
+                )
+            time.sleep(self.poll)
+
+
+def _drive(queue: JobQueue, backend, write) -> None:
+    """Keep the backend full with claimed jobs and write each outcome as it arrives."""
+    in_flight: dict[int, tuple[JobSpec, int]] = {}
+    while True:
+        while len(in_flight) < backend.capacity:
+            item = queue.next(block=not in_flight)
+            if item is None:
+                break
+            token = item[1]
+            in_flight[token] = item
+            backend.submit(token, item[0])
+        if not in_flight:
+            return
+        for token, outcome in backend.wait():
+            job, job_id = in_flight.pop(token)
+            write(job, job_id, outcome)
+
+
+def _backend(executor, settings, jobs, ray_address, ray_cpus, ray_gpus):
+    if executor == "ray":
+        quiet = replace(settings, quiet=True)
+        return RayBackend(execute_job, quiet, ray_address, ray_cpus, ray_gpus)
+    if jobs > 1:
+        return ProcessPool(execute_job, replace(settings, quiet=True), jobs)
+    return InProcess(execute_job, settings)
+
+
 def _job_threads(settings: RunSettings, executor: str, jobs: int, ray_cpus: float) -> int:
-    """The torch thread count each job trains with (it changes the numbers: provenance)."""
+    """The torch thread count each job trains with (it changes the numbers: part of the key)."""
     if settings.threads:
         return settings.threads
     if executor == "ray":
@@ -269,55 +364,16 @@ def _job_threads(settings: RunSettings, executor: str, jobs: int, ray_cpus: floa
     return torch.get_num_threads()
 
 
-def _run_processes(pending, settings, store, write, bar, workers: int) -> None:
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
-
-    threads = settings.threads or max(1, (os.cpu_count() or 1) // workers)
-    settings = RunSettings(**{**settings.__dict__, "threads": threads, "quiet": True})
-    # spawn: a forked child would inherit torch's thread pools from this process
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {}
-        for job, job_id in pending:
-            store.set_status(job_id, "running")
-            futures[pool.submit(execute_job, job, settings)] = (job, job_id)
-        for future in as_completed(futures):
-            job, job_id = futures[future]
-            write(job, job_id, future.result())
-            bar.update(1)
-
-
-def _run_ray(pending, settings, store, write, bar, address, cpus, gpus) -> None:
-    try:
-        import ray
-    except ImportError:
+def _resumed_threads(run: dict, threads: int, asked: int | None, say) -> int:
+    """A resumed run keeps the thread count it started with: its jobs' keys include it."""
+    started = run["provenance"].get("torch_threads")
+    if not started or started == threads:
+        return threads
+    if asked is not None:
         raise RobustBenchError(
-            "the ray executor needs Ray: pip install 'robustbench-norm[ray]'"
-        ) from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=not settings.quiet)
-    # every job writes checkpoints and reads the corruption cache: absolute paths for workers
-    settings = RunSettings(
-        **{
-            **settings.__dict__,
-            "workdir": str(Path(settings.workdir).resolve()),
-            "cache_dir": str(Path(settings.cache_dir or default_cache_dir()).resolve()),
-            "threads": settings.threads or max(1, int(cpus)),
-            "quiet": True,
-        }
-    )
-    remote = ray.remote(execute_job).options(num_cpus=cpus, num_gpus=gpus)
-    try:
-        refs = {}
-        for job, job_id in pending:
-            store.set_status(job_id, "running")
-            refs[remote.remote(job, settings)] = (job, job_id)
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            job, job_id = refs.pop(done[0])
-            write(job, job_id, ray.get(done[0]))
-            bar.update(1)
-    finally:
-        if started_here:
-            ray.shutdown()
+            f"run {run['id']} was started with {started} thread(s) per job and its jobs' "
+            f"results depend on that; resume it with --threads {started}, or start a new run "
+            "with --fresh"
+        )
+    say(f"resuming run {run['id']} with {started} thread(s) per job, as it started")
+    return started

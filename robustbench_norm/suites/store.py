@@ -20,11 +20,14 @@ and read as it is when opened read-only; a newer one is refused with a clear mes
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import sys
 import time
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,79 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.errors import RobustBenchError, StorageError
+from robustbench_norm.suites.store_schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
-SCHEMA_VERSION = 2
 DEFAULT_STORE = Path("results") / "robustbench.sqlite"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    suite TEXT NOT NULL,
-    suite_hash TEXT NOT NULL,
-    suite_toml TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started TEXT NOT NULL,
-    finished TEXT,
-    provenance TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL,
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    spec TEXT NOT NULL,
-    model TEXT NOT NULL,
-    norm TEXT NOT NULL,
-    batch_size INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    regularizer TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    checkpoint TEXT,
-    train_log TEXT,
-    stability TEXT,
-    warnings TEXT,
-    wall_seconds REAL,
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_key ON jobs(key, status);
-CREATE TABLE IF NOT EXISTS run_jobs (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    key TEXT NOT NULL,
-    job_id INTEGER NOT NULL REFERENCES jobs(id),
-    PRIMARY KEY (run_id, key)
-);
-CREATE TABLE IF NOT EXISTS results (
-    job_id INTEGER NOT NULL REFERENCES jobs(id),
-    family TEXT NOT NULL,
-    name TEXT NOT NULL,
-    parameter REAL,
-    metric TEXT NOT NULL,
-    value REAL
-);
-CREATE INDEX IF NOT EXISTS results_job ON results(job_id);
-CREATE TABLE IF NOT EXISTS flags (
-    job_id INTEGER NOT NULL REFERENCES jobs(id),
-    family TEXT NOT NULL,
-    name TEXT NOT NULL,
-    parameter REAL,
-    count INTEGER NOT NULL,
-    correct BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS flags_job ON flags(job_id);
-"""
-FINGERPRINTS_TABLE = """CREATE TABLE IF NOT EXISTS fingerprints (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    label TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    PRIMARY KEY (run_id, label)
-)"""
-SCHEMA += FINGERPRINTS_TABLE + ";"
-
-#: schema version → the statements that bring a store of that version to the next one
-MIGRATIONS = {1: FINGERPRINTS_TABLE}
+#: seconds a writer waits for another process's write lock before it gives up
+LOCK_TIMEOUT = 600.0
+#: seconds of waiting before the wait is announced
+LOCK_NOTICE = 5.0
 
 
 def now() -> str:
@@ -142,35 +80,56 @@ class JobOutcome:
 class Store:
     """A results store file. Open with :meth:`open` (creates it if needed)."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_timeout: float) -> None:
         self.path = path
         self.conn = conn
         self.schema_version = SCHEMA_VERSION
+        self.lock_timeout = lock_timeout
 
     @classmethod
     def open(
-        cls, path: str | Path = DEFAULT_STORE, create: bool = True, read_only: bool = False
+        cls,
+        path: str | Path = DEFAULT_STORE,
+        create: bool = True,
+        read_only: bool = False,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> Store:
         """Open (or create) a store. ``read_only`` never writes to the file, not even its
-        journal mode: a published baseline stays byte-for-byte as committed."""
+        journal mode: a published baseline stays byte-for-byte as committed, and a store on a
+        read-only file system can still be listed, reported and checked.
+
+        Every fault comes back as one :class:`StorageError` naming the file and the fix: a
+        missing or unwritable folder, a read-only file system, damaged pages (``PRAGMA
+        quick_check`` runs on every open; milliseconds for a store of a few MB)."""
         path = Path(path)
+        if path.is_dir():
+            raise StorageError(f"store {path} is a folder; pass --store a .sqlite file path")
         if not path.exists() and (not create or read_only):
             raise RobustBenchError(f"store {path} does not exist; run a suite first (--store)")
+        if read_only:
+            conn = _connect_read_only(path)
+        else:
+            _check_writable(path)
+            try:
+                conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
+            except sqlite3.Error as e:
+                raise _storage_error(path, e) from None
+        conn.row_factory = sqlite3.Row
+        store = cls(path, conn, lock_timeout)
         try:
-            if read_only:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(path, timeout=60, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA busy_timeout = 1000")  # waits are counted in transaction()
+            store._check_integrity()
             if not read_only:
-                conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as e:
-            raise RobustBenchError(f"{path} is not a robustbench-norm store ({e})") from e
-        store = cls(path, conn)
-        store._migrate(read_only)
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+            store._migrate(read_only)
+        except sqlite3.Error as e:
+            conn.close()
+            raise _storage_error(path, e) from None
+        except BaseException:
+            conn.close()
+            raise
         return store
 
     def close(self) -> None:
@@ -182,27 +141,66 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def _check_integrity(self) -> None:
+        try:
+            rows = self.conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as e:
+            if "not a database" in str(e) or "encrypted" in str(e):
+                raise RobustBenchError(
+                    f"{self.path} is not an SQLite file, so not a robustbench-norm store; pass "
+                    "another --store"
+                ) from None
+            raise
+        problems = [r[0] for r in rows if r[0] != "ok"]
+        if problems:
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {problems[0]}")
+
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT, retried while another writer holds the lock."""
-        for attempt in range(200):
+        """BEGIN IMMEDIATE … COMMIT. While another process holds the write lock it waits, says
+        so after a few seconds (and every minute after), and gives up with a
+        :class:`StorageError` after ``lock_timeout`` seconds. A failed write (disk full,
+        read-only, damaged) rolls back and becomes a StorageError too."""
+        started = time.monotonic()
+        announced = None
+        while True:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
                 break
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
-                    raise
-                time.sleep(min(0.05 * (attempt + 1), 1.0))
-        else:
-            raise RobustBenchError(f"store {self.path} stayed locked by another process")
+                    raise _storage_error(self.path, e) from None
+            waited = time.monotonic() - started
+            if waited >= self.lock_timeout:
+                raise StorageError(
+                    f"store {self.path} stayed locked by another process for {waited:.0f} s; "
+                    "wait for that process to finish (robustbench-norm list runs shows what is "
+                    "running) or use another --store"
+                )
+            if waited >= LOCK_NOTICE and (announced is None or waited - announced >= 60):
+                print(
+                    f"waiting for the write lock of store {self.path}: another process holds "
+                    f"it ({waited:.0f} s so far; giving up after {self.lock_timeout:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                announced = waited
+            time.sleep(0.1)
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as e:
+            with suppress(sqlite3.Error):  # SQLite may have rolled back (e.g. a full disk)
+                self.conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise _storage_error(self.path, e) from None
             raise
-        else:
+        try:
             self.conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            with suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise _storage_error(self.path, e) from None
 
     def _migrate(self, read_only: bool = False) -> None:
         try:
@@ -211,8 +209,6 @@ class Store:
             ).fetchone()
         except sqlite3.OperationalError:
             row = None
-        except sqlite3.DatabaseError as e:
-            raise RobustBenchError(f"{self.path} is not a robustbench-norm store ({e})") from e
         if row is None:
             tables = self.conn.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'"
@@ -242,7 +238,8 @@ class Store:
         if version < SCHEMA_VERSION and not read_only:
             with self.transaction() as c:
                 for v in range(version, SCHEMA_VERSION):
-                    c.execute(MIGRATIONS[v])
+                    for statement in MIGRATIONS[v]:
+                        c.execute(statement)
                 c.execute(
                     "UPDATE meta SET value = ? WHERE key = 'schema_version'",
                     (str(SCHEMA_VERSION),),
@@ -331,9 +328,18 @@ class Store:
             (run_id, key),
         ).fetchone()
 
-    def link(self, run_id: int, key: str, job_id: int) -> None:
+    def link(self, run_id: int, key: str, job_id: int, replacing: int | None = None) -> None:
+        """Make ``job_id`` the run's job for ``key``. ``replacing``: this run's own unstarted
+        row for the key (another process computed it first), deleted unless something else
+        uses it."""
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO run_jobs VALUES (?, ?, ?)", (run_id, key, job_id))
+            if replacing is not None and replacing != job_id:
+                c.execute(
+                    "DELETE FROM jobs WHERE id = ? AND status IN ('pending', 'running') AND id "
+                    "NOT IN (SELECT job_id FROM run_jobs)",
+                    (replacing,),
+                )
 
     def add_job(self, run_id: int, key: str, spec: dict, labels: dict, status: str) -> int:
         """A new job row (pending or running), linked to ``run_id``."""
@@ -496,3 +502,77 @@ class Store:
             (r["family"], r["name"], r["parameter"]): unpack_flags(r["correct"], r["count"])
             for r in rows
         }
+
+
+# -- opening and failing ------------------------------------------------------------------------
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write. A WAL store on a read-only file system cannot create
+    its ``-shm`` file, so ``mode=ro`` fails there; ``immutable=1`` then reads it as it is
+    (safe: nothing can write to a read-only file system either)."""
+    uri = f"file:{path.resolve()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=1.0)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as e:
+        if "unable to open" not in str(e) and "readonly" not in str(e):
+            raise _storage_error(path, e) from None
+    except sqlite3.Error as e:
+        raise _storage_error(path, e) from None
+    try:
+        conn = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=1.0)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as e:
+        raise _storage_error(path, e) from None
+    return conn
+
+
+def _check_writable(path: Path) -> None:
+    """A writable store needs its folder (for the WAL files) and itself to be writable."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(
+            f"cannot create the folder of store {path}: {e.strerror} ({e.filename}); pass "
+            "--store a path in a writable folder"
+        ) from None
+    for target in (path.parent, path) if path.exists() else (path.parent,):
+        if not os.access(target, os.W_OK):
+            raise StorageError(
+                f"store {path} is not writable ({target} is read-only: a read-only file system "
+                "or missing permission). Commands that only read it (list, report, check) "
+                "work; to run, pass --store a writable path or copy the store"
+            )
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _storage_error(path: Path, e: sqlite3.Error) -> StorageError:
+    text = str(e)
+    free = _free_bytes(path.parent)
+    if "full" in text or ("disk I/O" in text and free is not None and free < 1 << 20):
+        advice = (
+            f"the disk is full ({(free or 0) // 1024} kB free); free space and rerun the same "
+            "command (stored jobs are kept)"
+        )
+    elif "readonly" in text or "read-only" in text:
+        advice = "it is read-only; pass --store a writable path"
+    elif "not a database" in text:
+        advice = "it is not an SQLite file, so not a robustbench-norm store; pass another --store"
+    elif "malformed" in text:
+        advice = (
+            "it is damaged; restore it from a copy (a published store: git checkout -- "
+            f"{path}) or start a new store with --store"
+        )
+    elif "unable to open" in text:
+        advice = "check that the path exists and is readable"
+    else:
+        advice = "see the SQLite message"
+    return StorageError(f"store {path}: {text} — {advice}")

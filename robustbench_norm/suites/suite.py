@@ -73,12 +73,15 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One model to train and evaluate. Its key changes with the spec or the code it uses."""
+    """One model to train and evaluate. Its key changes with the spec, the code it uses and
+    where it trains (``compute``: the device type and CPU thread count, set when a run starts;
+    see :func:`robustbench_norm.train.compute_tag`)."""
 
     label: str
     train: TrainSpec
     evaluations: tuple[Evaluation, ...]
     test_limit: int | None
+    compute: str | None = None
 
     @property
     def key(self) -> str:
@@ -103,6 +106,7 @@ class JobSpec:
             "train": self.train.to_dict(),
             "evaluations": [e.to_dict() for e in self.evaluations],
             "test_limit": self.test_limit,
+            "compute": self.compute,
         }
 
 
@@ -178,6 +182,8 @@ class _Reader:
         kinds = kind if isinstance(kind, tuple) else (kind,)
         for k in kinds:
             if k is float and isinstance(v, int | float) and not isinstance(v, bool):
+                if not math.isfinite(v):
+                    raise self.fail(path, f"must be a finite number, got {v!r}")
                 return float(v)
             if k is int and isinstance(v, int) and not isinstance(v, bool):
                 return v
@@ -195,6 +201,16 @@ class _Reader:
             for k in kinds
         )
         raise self.fail(path, f"expected {names}, got {v!r} ({type(v).__name__})")
+
+    def count(self, table: dict, key: str, path: str) -> int | None:
+        """An optional positive integer (an image limit): 0 or -900 would slice silently."""
+        value = self.value(table, key, int, path)
+        if value is not None and value < 1:
+            full = f"{path}.{key}" if path else key
+            raise self.fail(
+                full, f"must be a positive number of images (or unset for all), got {value}"
+            )
+        return value
 
     def items(self, table: dict, key: str, kind, path: str, default=None, required=False):
         values = self.value(table, key, list, path, default=default, required=required)
@@ -229,7 +245,17 @@ def load_suite(path: str | Path) -> Suite:
         shipped = Path(__file__).resolve().parents[2] / "suites"
         hint = f"; shipped suites: {', '.join(sorted(p.name for p in shipped.glob('*.toml')))}"
         raise RobustBenchError(f"suite file {path} not found{hint if shipped.exists() else ''}")
-    text = path.read_text()
+    if not path.is_file():
+        raise RobustBenchError(f"suite {path} is not a file; pass a .toml suite file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise RobustBenchError(
+            f"{path}: not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r}); "
+            "save the suite as UTF-8"
+        ) from None
+    except OSError as e:
+        raise RobustBenchError(f"suite {path} cannot be read: {e.strerror}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -244,7 +270,13 @@ def load_suite(path: str | Path) -> Suite:
     width = r.value(raw, "width", int, "")
     batch_sizes = r.items(raw, "batch_sizes", int, "", default=[128])
     seeds = r.items(raw, "seeds", int, "", default=[0])
-    test_limit = r.value(raw, "test_limit", int, "")
+    if any(s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
+        raise r.fail(
+            "seeds",
+            f"{seeds} must be distinct non-negative integers (a repeated seed trains the "
+            "same model twice)",
+        )
+    test_limit = r.count(raw, "test_limit", "")
 
     norms = _norms(r, raw)
     labels = [label for label, _, _ in norms]
@@ -429,7 +461,8 @@ def _evaluations(r: _Reader, raw: dict) -> list[Evaluation]:
         table = r.value(t, key, dict, "evaluate")
         r.keys(table, allowed, path)
         kw = {k: r.value(table, k, kind, path) for k, kind in allowed.items() if k in table}
-        limit = kw.pop("limit", None)
+        kw.pop("limit", None)
+        limit = r.count(table, "limit", path)
         for k in ("sigmas", "names", "severities"):
             if k in kw:
                 item = {"sigmas": float, "names": str, "severities": int}[k]
@@ -440,7 +473,8 @@ def _evaluations(r: _Reader, raw: dict) -> list[Evaluation]:
         a = r.check_type(a, dict, path)
         r.keys(a, ATTACK_KEYS, path)
         kw = {k: r.value(a, k, kind, path) for k, kind in ATTACK_KEYS.items() if k in a}
-        limit = kw.pop("limit", None)
+        kw.pop("limit", None)
+        limit = r.count(a, "limit", path)
         if "epsilons" in kw:
             kw["epsilons"] = tuple(r.items(a, "epsilons", float, path))
         if "name" not in kw:
