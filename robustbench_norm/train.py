@@ -310,7 +310,7 @@ def classifier_weight(model: nn.Module) -> Tensor | None:
 def _atomic_save(obj: Any, path: Path) -> None:
     """Write ``path`` whole or not at all. A failed write (a full disk) leaves no ``.tmp`` and
     stops the run with :class:`StorageError`: every later checkpoint would fail the same way."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(obj, tmp)

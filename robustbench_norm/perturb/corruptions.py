@@ -244,7 +244,7 @@ class CorruptionCache:
             "sha256": hashlib.sha256(array.tobytes()).hexdigest(),
             "seconds": round(seconds, 3),
         }
-        tmp = path.with_suffix(".tmp.npy")
+        tmp = path.with_suffix(f".tmp-{os.getpid()}.npy")  # two processes may write one entry
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(tmp, array)
