@@ -73,6 +73,9 @@ class ProcessPool:
         from multiprocessing import get_context
 
         self.execute, self.settings, self.capacity = execute, settings, workers
+        # killed workers (abort) leave the pool's semaphores to multiprocessing's resource
+        # tracker, which would print a warning about them at exit; they are cleaned up anyway
+        os.environ.setdefault("PYTHONWARNINGS", "ignore:resource_tracker:UserWarning")
         self.pool = ProcessPoolExecutor(
             workers,
             mp_context=get_context("spawn"),
