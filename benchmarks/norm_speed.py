@@ -3,10 +3,16 @@
 Two measurements:
   1. each layer alone at the four ResNet-18 (CIFAR stem) activation shapes;
   2. one full ResNet-18 training step (forward, backward, SGD update) with each layer.
+``--count-ops`` prints instead the ATen ops of one call of every layer (forward, backward, and
+how many of them launch a kernel): on a GPU each launch costs ~5 µs whatever the tensor size.
+
+A layer is NAME[-VARIANT][:IMPL], e.g. gnplus, gnplus-bn_first:kernels, cn:fused, gnplus:compiled.
 
 Usage:
   python benchmarks/norm_speed.py                      # CPU, batch 32
+  python benchmarks/norm_speed.py --count-ops
   python benchmarks/norm_speed.py --device cuda --batch 128 --channels-last --bf16
+  python benchmarks/norm_speed.py --norms gnplus:fused gnplus:kernels --compile
 Absolute times are printed for context only; compare the ratios.
 """
 
@@ -22,10 +28,16 @@ import torch
 import torchvision
 from torch import nn
 
-from robustbench_norm.norms import available, convert_norms, make_norm, norm_options
+from robustbench_norm.norms import convert_norms, make_norm, norm_options
+from robustbench_norm.norms.op_count import count_ops, launches
 
 RESNET18_SHAPES = [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)]
-SKIP = {"none"}
+#: every layer, and each moment layer (GN+ variants, BGN, CN) on both of its eager paths
+DEFAULT_LAYERS = [
+    "bn", "gn", "ln", "in", "evonorm_s0",
+    *(f"{base}:{impl}" for base in ("gnplus", "gnplus-gn_first", "gnplus-bn_first", "bgn", "cn")
+      for impl in ("fused", "kernels")),
+]  # fmt: skip
 
 
 def timed_round_robin(
@@ -52,14 +64,20 @@ def timed_round_robin(
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def options_for(name: str) -> dict:
-    return {"groups": 32} if "groups" in (norm_options(name) or []) else {}
+def parse(spec: str) -> tuple[str, dict]:
+    """NAME[-VARIANT][:IMPL] → (registry name, options)."""
+    name, _, impl = spec.partition(":")
+    name, _, variant = name.partition("-")
+    options = {"groups": 32} if "groups" in (norm_options(name) or []) else {}
+    options.update({"impl": impl} if impl else {}, **({"variant": variant} if variant else {}))
+    return name, options
 
 
-def layer_step(name: str, batch: int, args, device) -> Callable[[], None]:
+def layer_step(spec: str, batch: int, args, device) -> Callable[[], None]:
+    name, options = parse(spec)
     layers, inputs, grads = [], [], []
     for c, h, w in RESNET18_SHAPES:
-        layer = make_norm(name, c, **options_for(name)).to(device)
+        layer = make_norm(name, c, **options).to(device)
         x = torch.randn(batch, c, h, w, device=device, dtype=args.dtype)
         if args.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -74,17 +92,20 @@ def layer_step(name: str, batch: int, args, device) -> Callable[[], None]:
     return step
 
 
-def cifar_resnet18(name: str) -> nn.Module:
+def cifar_resnet18(spec: str) -> nn.Module:
     model = torchvision.models.resnet18(num_classes=10)
     model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     model.maxpool = nn.Identity()
-    return convert_norms(model, name, **options_for(name))
+    name, options = parse(spec)
+    return convert_norms(model, name, **options)
 
 
-def model_step(name: str, batch: int, args, device) -> Callable[[], None]:
-    model = cifar_resnet18(name).to(device)
+def model_step(spec: str, batch: int, args, device, compiled: bool = False) -> Callable[[], None]:
+    model = cifar_resnet18(spec).to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if compiled:
+        model = torch.compile(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.rand(batch, 3, 32, 32, device=device)
     if args.channels_last:
@@ -105,9 +126,24 @@ def model_step(name: str, batch: int, args, device) -> Callable[[], None]:
 def report(title: str, times: dict[str, float]) -> None:
     bn, gn = times["bn"], times["gn"]
     print(f"\n{title}")
-    print(f"{'layer':<12}{'ms':>10}{'÷ BN':>8}{'÷ GN':>8}")
+    print(f"{'layer':<26}{'ms':>10}{'÷ BN':>8}{'÷ GN':>8}")
     for name, ms in sorted(times.items(), key=lambda kv: kv[1]):
-        print(f"{name:<12}{ms:>10.2f}{ms / bn:>8.2f}{ms / gn:>8.2f}")
+        print(f"{name:<26}{ms:>10.2f}{ms / bn:>8.2f}{ms / gn:>8.2f}")
+
+
+def report_ops(specs: list[str]) -> None:
+    """Ops per call at 8×64×8×8 (groups 32), training mode, eager."""
+    print("\nATen ops per call (8×64×8×8, groups 32, training): all ops / kernel launches")
+    print(f"{'layer':<26}{'forward':>12}{'backward':>12}")
+    x = torch.randn(8, 64, 8, 8)
+    for spec in specs:
+        name, options = parse(spec)
+        if options.get("impl") == "compiled":
+            continue  # one compiled graph: its op count is the compiler's business
+        ops = count_ops(make_norm(name, 64, **options), x)
+        f, b = ops["forward"], ops["backward"]
+        fwd, bwd = f"{sum(f.values())} / {launches(f)}", f"{sum(b.values())} / {launches(b)}"
+        print(f"{spec:<26}{fwd:>12}{bwd:>12}")
 
 
 def main() -> None:
@@ -121,13 +157,20 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the model step")
     p.add_argument("--float64", action="store_true", help="layers alone in float64")
     p.add_argument("--norms", nargs="*", default=None, help="subset of layers (BN, GN always run)")
+    p.add_argument("--count-ops", action="store_true", help="print ATen ops per call and exit")
+    p.add_argument(
+        "--compile", action="store_true", help="also time each model under torch.compile"
+    )
     args = p.parse_args()
     device = torch.device(args.device)
     batch = args.batch or (128 if device.type == "cuda" else 32)
     repeats = args.repeats or (50 if device.type == "cuda" else 20)
     args.dtype = torch.float64 if args.float64 else torch.float32
-    names = [n for n in (args.norms or available()) if n not in SKIP]
+    names = args.norms or DEFAULT_LAYERS
     names = ["bn", "gn"] + [n for n in names if n not in ("bn", "gn")]
+    if args.count_ops:
+        report_ops(names)
+        return
 
     where = (
         torch.cuda.get_device_name(device)
@@ -143,11 +186,12 @@ def main() -> None:
         "layers alone, forward+backward over the four ResNet-18 shapes",
         timed_round_robin({n: layer_step(n, batch, args, device) for n in names}, device, repeats),
     )
+    steps = {n: model_step(n, batch, args, device) for n in names}
+    if args.compile:
+        steps |= {f"{n} compiled": model_step(n, batch, args, device, True) for n in names}
     report(
         "ResNet-18 (CIFAR stem) training step",
-        timed_round_robin(
-            {n: model_step(n, batch, args, device) for n in names}, device, max(3, repeats // 2)
-        ),
+        timed_round_robin(steps, device, max(3, repeats // 2)),
     )
 
 

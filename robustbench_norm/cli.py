@@ -272,6 +272,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             stability={"every": args.stability_every},
             precision=args.precision,
             channels_last=args.channels_last,
+            compile=args.compile,
         )
         result = train(
             spec,
@@ -584,6 +585,9 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--compile", action="store_true", help="train through torch.compile(model) (slow start)"
+    )
     p.add_argument("--workdir", default="results", help="where checkpoints go (default results/)")
     _add_device_and_data(p)
     p.set_defaults(func=_cmd_train)

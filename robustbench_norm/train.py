@@ -85,6 +85,10 @@ class TrainSpec:
     stability: StabilitySpec = field(default_factory=StabilitySpec)
     precision: str = "fp32"
     channels_last: bool = False
+    #: run the training forward and backward through ``torch.compile(model)`` (moment layers
+    #: with ``impl="auto"`` then take their traceable kernel path); part of the key, since
+    #: compiled kernels round differently
+    compile: bool = False
     #: keep a log row every ``log_every`` steps
     log_every: int = 10
 
@@ -421,6 +425,7 @@ def train(
     model = spec.build_model().to(dev)
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if spec.compile else model  # same parameters, same state
     opt = make_optimizer(spec, model)
     base_lrs = [g["lr"] for g in opt.param_groups]
     state = {
@@ -487,7 +492,7 @@ def train(
                     group["lr"] = base_lr * lr_factor(spec.schedule, step, total)
                 opt.zero_grad(set_to_none=True)
                 with amp:
-                    logits = model(x)
+                    logits = forward(x)
                 loss = loss_of(logits)
                 if not torch.isfinite(loss):
                     state["diverged_step"] = step

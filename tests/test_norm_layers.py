@@ -39,7 +39,7 @@ def sample(shape=(6, 8, 5, 4), offset=0.0) -> torch.Tensor:
 
 @pytest.mark.parametrize("variant", GNPLUS_VARIANTS)
 @pytest.mark.parametrize("per_channel", [False, True])
-@pytest.mark.parametrize("impl", ["fused", "autograd"])
+@pytest.mark.parametrize("impl", ["fused", "kernels", "autograd"])
 def test_gnplus_matches_reference_train_then_eval(variant, per_channel, impl):
     layer = make_norm(
         "gnplus", 8, groups=4, variant=variant, per_channel_lambda=per_channel, impl=impl
@@ -73,9 +73,10 @@ def test_gnplus_matches_reference_train_then_eval(variant, per_channel, impl):
 @pytest.mark.parametrize("variant", GNPLUS_VARIANTS)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_gnplus_fused_backward_passes_gradcheck(variant, training, per_channel):
+@pytest.mark.parametrize("impl", ["fused", "kernels"])
+def test_gnplus_hand_derived_backward_passes_gradcheck(variant, training, per_channel, impl):
     layer = make_norm(
-        "gnplus", 6, groups=3, variant=variant, per_channel_lambda=per_channel
+        "gnplus", 6, groups=3, variant=variant, per_channel_lambda=per_channel, impl=impl
     ).double()
     randomize_affine(layer)
     if not training:
@@ -96,9 +97,10 @@ def test_gnplus_fused_backward_passes_gradcheck(variant, training, per_channel):
 
 
 @pytest.mark.parametrize("variant", GNPLUS_VARIANTS)
-def test_fused_and_autograd_paths_agree_in_float32(variant):
+@pytest.mark.parametrize("impl", ["fused", "kernels"])
+def test_hand_derived_and_autograd_paths_agree_in_float32(variant, impl):
     torch.manual_seed(1)
-    fused = make_norm("gnplus", 64, variant=variant)
+    fused = make_norm("gnplus", 64, variant=variant, impl=impl)
     randomize_affine(fused)
     plain = make_norm("gnplus", 64, variant=variant, impl="autograd")
     plain.load_state_dict(fused.state_dict())
@@ -171,8 +173,9 @@ def test_gnplus_batch_of_one_with_spatial_extent_trains(variant):
 # -- peers -------------------------------------------------------------------------------------
 
 
-def test_batch_group_norm_matches_reference():
-    layer = make_norm("bgn", 8, groups=2).double()
+@pytest.mark.parametrize("impl", ["fused", "kernels", "autograd"])
+def test_batch_group_norm_matches_reference(impl):
+    layer = make_norm("bgn", 8, groups=2, impl=impl).double()
     randomize_affine(layer)
     running = ref.RunningStats(2)
     g, b = layer.weight.detach(), layer.bias.detach()
@@ -186,14 +189,16 @@ def test_batch_group_norm_matches_reference():
     torch.testing.assert_close(layer(x), ref.affine(ref.bgn(x, 2, False, running), g, b))
 
 
-def test_continual_norm_matches_reference():
-    layer = make_norm("cn", 8, groups=4).double()
+@pytest.mark.parametrize("impl", ["fused", "kernels", "autograd"])
+def test_continual_norm_matches_reference(impl):
+    layer = make_norm("cn", 8, groups=4, impl=impl).double()
     randomize_affine(layer)
     running = ref.RunningStats(8)
     g, b = layer.weight.detach(), layer.bias.detach()
     for step in range(3):
         x = sample(offset=step)
         torch.testing.assert_close(layer(x), ref.affine(ref.cn(x, 4, True, running), g, b))
+    torch.testing.assert_close(layer.running_mean, running.mean)
     torch.testing.assert_close(layer.running_var, running.var)
     layer.eval()
     x = sample()
@@ -237,10 +242,19 @@ def test_bn_matches_reference_and_running_stats():
     torch.testing.assert_close(layer(x), ref.affine(ref.bn(x, running.mean, running.var), g, b))
 
 
-@pytest.mark.parametrize("name", ["bgn", "cn", "evonorm_s0"])
+@pytest.mark.parametrize(
+    ("name", "impl"),
+    [
+        ("bgn", "fused"),
+        ("bgn", "kernels"),
+        ("cn", "fused"),
+        ("cn", "kernels"),
+        ("evonorm_s0", None),
+    ],
+)
 @pytest.mark.parametrize("training", [True, False])
-def test_peer_layers_pass_gradcheck(name, training):
-    layer = make_norm(name, 6, groups=3).double()
+def test_peer_layers_pass_gradcheck(name, impl, training):
+    layer = make_norm(name, 6, groups=3, **({"impl": impl} if impl else {})).double()
     randomize_affine(layer)
     layer.train()(sample((4, 6, 3, 3)))
     layer.train(training)
@@ -260,14 +274,26 @@ def test_peer_layers_pass_gradcheck(name, training):
 
 ALL = ["bn", "gn", "ln", "in", "gnplus", "bgn", "cn", "evonorm_s0", "none"]
 GROUPED = {"gn", "gnplus", "bgn", "cn", "evonorm_s0"}
+#: the moment layers again, on ATen's norm kernels (the CUDA default) instead of one-pass moments
+KERNELS = [
+    "gnplus:kernels",
+    "gnplus-gn_first:kernels",
+    "gnplus-bn_first:kernels",
+    "bgn:kernels",
+    "cn:kernels",
+]
 
 
 def build(name: str, channels: int = 16, **extra) -> torch.nn.Module:
+    """``name`` is a registry name, optionally ``-variant`` and ``:impl``."""
+    name, _, impl = name.partition(":")
+    name, _, variant = name.partition("-")
     options = {"groups": 4} if name in GROUPED else {}
+    options.update({"impl": impl} if impl else {}, **({"variant": variant} if variant else {}))
     return make_norm(name, channels, **options, **extra)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL + KERNELS)
 def test_eval_output_of_a_sample_does_not_depend_on_its_batch(name):
     layer = build(name)
     randomize_affine(layer)
@@ -282,7 +308,7 @@ def test_eval_output_of_a_sample_does_not_depend_on_its_batch(name):
         )
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL + KERNELS)
 @pytest.mark.parametrize("training", [True, False])
 def test_channels_last_gives_the_contiguous_result(name, training):
     layer = build(name)
@@ -300,9 +326,12 @@ def test_channels_last_gives_the_contiguous_result(name, training):
     yc.backward(dy.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(yc, y, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(xc.grad, x.grad, rtol=1e-4, atol=1e-5)
+    # a channels_last model keeps channels_last activations and gradients
+    assert yc.is_contiguous(memory_format=torch.channels_last)
+    assert xc.grad.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", ALL + KERNELS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_matches_float32_within_low_precision_tolerance(name, dtype):
     torch.manual_seed(3)
@@ -321,9 +350,9 @@ def test_autocast_matches_float32_within_low_precision_tolerance(name, dtype):
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
 
 
-@pytest.mark.parametrize("name", ["bn", "gnplus", "bgn", "cn"])
+@pytest.mark.parametrize("name", ["bn", "gnplus", "bgn", "cn", *KERNELS])
 def test_single_value_per_statistic_in_training_raises_like_batchnorm(name):
-    layer = make_norm(name, 4, **({"groups": 4} if name != "bn" else {}))
+    layer = build(name, 4) if name != "bn" else make_norm("bn", 4)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         layer(torch.randn(1, 4, 1, 1))
     layer.eval()
@@ -354,3 +383,21 @@ def test_gnplus_matches_reference_on_random_shapes(n, groups, per_group, hw, var
         running=ref.RunningStats(c),
     )
     torch.testing.assert_close(layer(x), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "name", ["gnplus:fused", "gnplus:kernels", "gnplus:autograd", "bgn", "cn", "cn:kernels"]
+)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_float32_at_a_large_offset_matches_float64_in_either_layout(name, layout):
+    """CPU group norm on channels_last accumulates E[x²] − E[x]²; every path here reads a
+    contiguous copy instead, so an offset of 1000 costs no more than float32 rounding."""
+    layer64 = build(name, 16).double()
+    randomize_affine(layer64)
+    layer32 = build(name, 16)
+    layer32.load_state_dict(layer64.state_dict())
+    x64 = torch.randn(16, 16, 8, 8, dtype=F64) + 1000.0
+    expected = layer64(x64)
+    got = layer32(x64.float().contiguous(memory_format=layout)).double()
+    # float32 holds 1000 + x to ~6e-5; normalizing by σ ≈ 1 keeps that absolute error
+    torch.testing.assert_close(got, expected, rtol=0, atol=5e-4)

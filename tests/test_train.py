@@ -158,3 +158,14 @@ def test_bad_spec_values_name_the_field(field, value):
 def test_unknown_names_fail_when_the_spec_is_made(field, value, message):
     with pytest.raises(RobustBenchError, match=message):
         TrainSpec(**{field: value})
+
+
+@pytest.mark.slow
+def test_compiled_training_follows_the_eager_trajectory(tmp_path):
+    """``compile = true`` trains the same model through torch.compile (inductor on CPU): the
+    kernels round differently, so the losses agree closely, not bitwise."""
+    base = {**TINY, "norm": "gnplus", "norm_options": {"groups": 2}, "steps": 4, "log_every": 1}
+    eager = train(TrainSpec(**base), tmp_path / "e", quiet=True)
+    compiled = train(TrainSpec(**base, compile=True), tmp_path / "c", quiet=True)
+    assert compiled.status == "done" and compiled.spec.key != eager.spec.key
+    assert compiled.log["loss"] == pytest.approx(eager.log["loss"], rel=1e-3)

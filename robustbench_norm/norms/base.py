@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_norm.norms.checks import check_input, check_num_channels, check_options
+from robustbench_norm.norms.kernels import compiled
 from robustbench_norm.norms.moments import (
     batch_moments,
     check_trainable_batch,
@@ -97,6 +98,22 @@ class MomentNorm(nn.Module):
         mu, sigma2 = self._batch_statistics(*self._tracked_moments(mean, var))
         update_running_stats(self.running_mean, self.running_var, mu, sigma2, count, momentum)
 
+    #: the layer composed from ATen's norm kernels (kernels.py), and its arguments
+    _kernel_function: type[torch.autograd.Function]
+
+    def _kernel_args(self, x: Tensor, momentum: float) -> tuple:
+        raise NotImplementedError
+
+    def resolved_impl(self, x: Tensor) -> str:
+        """``auto`` → ``kernels`` on CUDA (launches cost most: few ops per call) and under
+        ``torch.compile`` (traceable, no graph break), ``fused`` on CPU (memory passes cost
+        most: one read of the activation per direction)."""
+        if self.impl != "auto":
+            return self.impl
+        if x.device.type == "cuda" or torch.compiler.is_compiling():
+            return "kernels"
+        return "fused"
+
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, self.layer)
         observe = None
@@ -104,6 +121,18 @@ class MomentNorm(nn.Module):
             count = self._values_per_statistic(x)
             check_trainable_batch(x, count)
             observe = partial(self._observe, count)
+        impl = self.resolved_impl(x)
+        if impl in ("kernels", "compiled"):
+            momentum = 0.0
+            if self.training:
+                self.num_batches_tracked.add_(1)
+                momentum = self.momentum
+                if momentum is None:  # cumulative moving average, as BatchNorm2d(momentum=None)
+                    momentum = 1.0 / float(self.num_batches_tracked)
+            function = self._kernel_function
+            apply = compiled(function) if impl == "compiled" else function.apply
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return apply(*self._kernel_args(x, momentum))
         return moment_affine(
             x,
             partial(self._coefficients, training=self.training),

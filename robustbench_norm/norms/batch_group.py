@@ -7,8 +7,11 @@ statistic stays large at any batch size. Running statistics (one per group) serv
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from robustbench_norm.norms.base import MomentNorm
 from robustbench_norm.norms.checks import DEFAULT_GROUPS, resolve_groups
+from robustbench_norm.norms.kernels import BatchGroupKernels
 from robustbench_norm.norms.moments import batch_group_moments
 
 
@@ -23,7 +26,7 @@ class BatchGroupNorm(MomentNorm):
         groups: int | str = DEFAULT_GROUPS,
         eps: float = 1e-5,
         momentum: float | None = 0.1,
-        impl: str = "fused",
+        impl: str = "auto",
     ) -> None:
         groups = resolve_groups(groups, num_channels, self.layer)
         super().__init__(num_channels, eps=eps, momentum=momentum, impl=impl, stats_size=groups)
@@ -41,6 +44,19 @@ class BatchGroupNorm(MomentNorm):
         return (
             weight * scale.repeat_interleave(per_group),
             weight * shift.repeat_interleave(per_group) + bias,
+        )
+
+    _kernel_function = BatchGroupKernels
+
+    def _kernel_args(self, x: Tensor, momentum: float) -> tuple:
+        buffers = (self.running_mean, self.running_var)
+        return (
+            x,
+            self.weight,
+            self.bias,
+            *buffers,
+            self.training,
+            (self.groups, self.eps, momentum),
         )
 
     def extra_repr(self) -> str:

@@ -10,8 +10,10 @@ from robustbench_norm.errors import NormInputError, RobustBenchError
 
 #: The GN default of Wu & He (2018); also the default for every grouped layer here.
 DEFAULT_GROUPS = 32
-#: how the fused moment layers compute (moments.moment_affine)
-IMPLS = ("fused", "autograd")
+#: how the moment layers compute: one-pass moments (moments.py), ATen's norm kernels
+#: (kernels.py), those under torch.compile, plain autograd, or ``auto`` (kernels on CUDA and
+#: under torch.compile, fused on CPU)
+IMPLS = ("auto", "fused", "kernels", "compiled", "autograd")
 
 
 def resolve_groups(groups: int | str, num_channels: int, layer: str) -> int:
@@ -59,7 +61,7 @@ def check_options(layer: str, **options) -> None:
     if "impl" in options and options["impl"] not in IMPLS:
         raise RobustBenchError(
             f"{layer}: impl={options['impl']!r} is not one of {', '.join(map(repr, IMPLS))} "
-            "(both run on CPU and CUDA)"
+            "(all run on CPU and CUDA)"
         )
 
 

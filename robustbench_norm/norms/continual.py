@@ -7,8 +7,11 @@ same fused moment path.
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from robustbench_norm.norms.base import MomentNorm
 from robustbench_norm.norms.checks import DEFAULT_GROUPS, resolve_groups
+from robustbench_norm.norms.kernels import ContinualKernels
 from robustbench_norm.norms.moments import group_moments, normalizer
 
 
@@ -23,7 +26,7 @@ class ContinualNorm(MomentNorm):
         groups: int | str = DEFAULT_GROUPS,
         eps: float = 1e-5,
         momentum: float | None = 0.1,
-        impl: str = "fused",
+        impl: str = "auto",
     ) -> None:
         super().__init__(num_channels, eps=eps, momentum=momentum, impl=impl)
         self.groups = resolve_groups(groups, num_channels, self.layer)
@@ -36,6 +39,19 @@ class ContinualNorm(MomentNorm):
         gn = normalizer(*group_moments(mean, var, self.groups), self.eps)
         bn = self._batch_normalizer(gn[0] * mean + gn[1], gn[0].square() * var, training)
         return weight * bn[0] * gn[0], weight * (bn[0] * gn[1] + bn[1]) + bias
+
+    _kernel_function = ContinualKernels
+
+    def _kernel_args(self, x: Tensor, momentum: float) -> tuple:
+        buffers = (self.running_mean, self.running_var)
+        return (
+            x,
+            self.weight,
+            self.bias,
+            *buffers,
+            self.training,
+            (self.groups, self.eps, momentum),
+        )
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, groups={self.groups}"

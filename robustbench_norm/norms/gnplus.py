@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.norms.base import MomentNorm
 from robustbench_norm.norms.checks import DEFAULT_GROUPS, resolve_groups
+from robustbench_norm.norms.kernels import GNPlusKernels
 from robustbench_norm.norms.moments import group_moments, normalizer
 
 VARIANTS = ("parallel", "gn_first", "bn_first")
@@ -55,7 +56,7 @@ class GNPlus(MomentNorm):
         learn_lambda: bool = True,
         eps: float = 1e-5,
         momentum: float | None = 0.1,
-        impl: str = "fused",
+        impl: str = "auto",
     ) -> None:
         super().__init__(num_channels, eps=eps, momentum=momentum, impl=impl)
         if variant not in VARIANTS:
@@ -109,6 +110,15 @@ class GNPlus(MomentNorm):
             scale = mix * bn[0]
             shift = mix * bn[1] + lam * gz[1]
         return weight * scale, weight * shift + bias
+
+    _kernel_function = GNPlusKernels
+
+    def _kernel_args(self, x: Tensor, momentum: float) -> tuple:
+        state = (self.groups, self.eps, momentum, self.variant)
+        return (
+            x, self.weight, self.bias, self.lambda_logit, self.running_mean, self.running_var,
+            self.training, state,
+        )  # fmt: skip
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A BatchNorm2d checkpoint has everything but θ: keep θ's initial value for it.

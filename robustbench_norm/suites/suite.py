@@ -38,7 +38,7 @@ MIN_ETAS = 4
 TRAIN_KEYS = {
     "epochs": int, "steps": int, "images": int, "optimizer": str, "lr": float, "momentum": float,
     "lr_scaling": str, "schedule": str, "weight_decay": float, "exempt_norm_from_decay": bool,
-    "augment": bool, "precision": str, "channels_last": bool, "log_every": int,
+    "augment": bool, "precision": str, "channels_last": bool, "compile": bool, "log_every": int,
     "dropout": float, "mixup_alpha": float, "perturbation": dict,
 }  # fmt: skip
 PERTURBATION_KEYS = {

@@ -1,0 +1,136 @@
+"""The kernel compositions under torch.compile: no graph break (so no host sync) in training or
+eval, forward and backward; and ``impl="compiled"`` through inductor's CPU backend equals the
+eager path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_norm_layers import KERNELS, build, randomize_affine
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from robustbench_norm.norms import make_norm
+from robustbench_norm.norms.op_count import count_ops
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    """Each test compiles other layer instances: start from an empty dynamo cache, as a fresh
+    process would (dynamo allows 8 compilations per code object, then fails under fullgraph)."""
+    torch._dynamo.reset()
+    yield
+
+
+def _pair(spec: str, **extra):
+    """Two identical layers: one to run eagerly, one to compile."""
+    eager = build(spec, 16, **extra)
+    randomize_affine(eager)
+    other = build(spec, 16, **extra)
+    other.load_state_dict(eager.state_dict())
+    return eager, other
+
+
+def _run(layer, x, dy, call=None):
+    """Output, dx and parameter gradients of one call (``call``: a compiled wrapper of it)."""
+    layer.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    y = (layer if call is None else call)(x)
+    y.backward(dy)
+    return y.detach(), x.grad, {n: p.grad for n, p in layer.named_parameters()}
+
+
+def _assert_same(a, b, rtol, atol):
+    (ya, gxa, pa), (yb, gxb, pb) = a, b
+    torch.testing.assert_close(yb, ya, rtol=rtol, atol=atol)
+    torch.testing.assert_close(gxb, gxa, rtol=rtol, atol=atol)
+    for name in pa:
+        torch.testing.assert_close(pb[name], pa[name], rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("spec", KERNELS)
+@pytest.mark.parametrize("training", [True, False])
+def test_kernel_compositions_trace_whole_with_no_graph_break(spec, training):
+    """``fullgraph=True`` turns any graph break, a ``.item()`` or other host sync included, into
+    an error; the traced graph must also compute exactly what the eager layer does."""
+    eager, traced = _pair(spec)
+    warm = torch.randn(4, 16, 6, 6)
+    for layer in (eager, traced):
+        layer.train()(warm)  # running statistics off their init values
+        layer.train(training)
+    compiled = torch.compile(traced, fullgraph=True, backend="aot_eager")
+    x, dy = torch.randn(4, 16, 6, 6) * 2 + 1, torch.randn(4, 16, 6, 6)
+    _assert_same(_run(eager, x, dy), _run(traced, x, dy, compiled), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(traced.running_var, eager.running_var)
+    assert int(traced.num_batches_tracked) == int(eager.num_batches_tracked)
+
+
+def test_auto_picks_the_traceable_path_under_torch_compile():
+    """The one-pass CPU path differentiates its coefficient graph with autograd.grad, which
+    dynamo cannot trace; under compilation ``auto`` takes the kernel composition instead."""
+    layer = make_norm("gnplus", 16, groups=4)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    assert compiled(torch.randn(4, 16, 6, 6)).shape == (4, 16, 6, 6)
+    assert layer.resolved_impl(torch.randn(1)) == "fused"  # eager CPU: unchanged
+
+
+def test_compiled_impl_equals_the_eager_kernels_under_inductor():
+    torch.manual_seed(0)
+    eager = make_norm("gnplus", 16, groups=4, impl="kernels")
+    randomize_affine(eager)
+    compiled = make_norm("gnplus", 16, groups=4, impl="compiled")
+    compiled.load_state_dict(eager.state_dict())
+    for step in range(2):  # the second call reuses the compiled code
+        x, dy = torch.randn(4, 16, 8, 8) * 3 + step, torch.randn(4, 16, 8, 8)
+        _assert_same(_run(eager, x, dy), _run(compiled, x, dy), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(compiled.running_mean, eager.running_mean)
+    torch.testing.assert_close(compiled.running_var, eager.running_var)
+    eager.eval(), compiled.eval()
+    x = torch.randn(2, 16, 8, 8)
+    torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("spec", "forward", "backward"),
+    [
+        ("gnplus:kernels", 20, 30),
+        ("gnplus-gn_first:kernels", 20, 30),
+        ("gnplus-bn_first:kernels", 20, 30),
+        ("bgn:kernels", 20, 30),
+        ("cn:kernels", 20, 30),
+    ],
+)
+def test_kernel_compositions_stay_within_their_op_budget(spec, forward, backward):
+    """A GPU pays a launch per op: the issue's budget is 20 forward, 30 backward per call."""
+    ops = count_ops(build(spec, 64), torch.randn(8, 64, 8, 8))
+    assert sum(ops["forward"].values()) <= forward
+    assert sum(ops["backward"].values()) <= backward
+    assert ops["forward"]["native_group_norm"] + ops["forward"]["native_batch_norm"] >= 1
+
+
+class _GroupNormSpy(TorchDispatchMode):
+    """Records, for every group-norm kernel call, whether its 4-D tensors were contiguous."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contiguous: list[bool] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in ("native_group_norm", "native_group_norm_backward"):
+            tensors = [a for a in args if isinstance(a, torch.Tensor) and a.dim() == 4]
+            self.contiguous.append(all(t.is_contiguous() for t in tensors))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    "spec", ["gnplus:fused", "cn:fused", "bgn:fused", *(k for k in KERNELS if k != "bgn:kernels")]
+)
+def test_group_norm_kernels_only_ever_see_contiguous_input(spec):
+    """CUDA's native_group_norm raises on channels_last input (every GN+ job of a GPU suite
+    failed); the layers give it a contiguous copy. Checked on CPU at the dispatcher."""
+    layer = build(spec, 16)
+    x = torch.randn(4, 16, 6, 6).contiguous(memory_format=torch.channels_last)
+    dy = torch.randn(4, 16, 6, 6).contiguous(memory_format=torch.channels_last)
+    spy = _GroupNormSpy()
+    with spy:
+        layer(x.requires_grad_()).backward(dy)
+    assert spy.contiguous and all(spy.contiguous)
