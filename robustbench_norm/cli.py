@@ -83,6 +83,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     settings = RunSettings(
+        plugins=tuple(args.plugin),
         workdir=args.workdir,
         device=args.device,
         cache_dir=args.cache_dir,
@@ -354,6 +355,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_plugin(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module (or .py file) that registers your own layers with register_norm; repeatable",
+    )
+
+
 def _add_device_and_data(p: argparse.ArgumentParser) -> None:
     """Where to compute and where data comes from: the same flags on every command that trains
     or evaluates."""
@@ -361,6 +372,7 @@ def _add_device_and_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="a folder holding the dataset's files")
     p.add_argument("--download", action="store_true", help="allow a dataset download")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_plugin(p)
 
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -438,6 +450,7 @@ def _add_plan(sub) -> None:
         formatter_class=RAW,
     )
     p.add_argument("suite")
+    _add_plugin(p)
     p.set_defaults(func=_cmd_plan)
 
 
@@ -523,6 +536,7 @@ def _add_fingerprint(sub) -> None:
     p.add_argument("--compare", default=None, metavar="[STORE:]RUN")
     p.add_argument("--store", default=str(DEFAULT_STORE_PATH), help="store for a bare run id")
     p.add_argument("--json", default=None, metavar="PATH", help="write the fingerprints")
+    _add_plugin(p)
     p.set_defaults(func=_cmd_fingerprint)
 
 
@@ -647,6 +661,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.formatwarning = _one_line_warning
     try:
+        if getattr(args, "plugin", None):
+            from robustbench_norm.plugins import load_plugins
+
+            args.plugin = load_plugins(args.plugin)
         return args.func(args)
     except KeyboardInterrupt:
         if args.debug:

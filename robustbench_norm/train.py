@@ -32,6 +32,7 @@ from robustbench_norm.data import Split, dataset_info, load_split, to_float_nchw
 from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.models import MODELS, build_model
 from robustbench_norm.norms import GNPlus, available, is_norm_layer, make_norm
+from robustbench_norm.norms.registry import layer_identity, layer_origin
 from robustbench_norm.progress import progress_bar
 from robustbench_norm.specs import check_seed, code_version, spec_key
 
@@ -145,7 +146,8 @@ class TrainSpec:
 
     @property
     def key(self) -> str:
-        return spec_key(self, code_version(*TRAIN_CODE))
+        """Spec + this package's training code + the identity of a plugin layer's source."""
+        return spec_key(self, code_version(*TRAIN_CODE) + layer_identity(self.norm))
 
     def total_steps(self, train_images: int) -> int:
         """Optimizer steps for a training set of ``train_images`` images."""
@@ -367,6 +369,20 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         raise RobustBenchError(f"checkpoint {path} does not exist; train the spec first")
     try:
         payload = torch.load(path, map_location=device, weights_only=False)
+        norm = payload["spec"]["norm"]
+    except Exception as e:
+        payload, norm = None, None
+        error = e
+    if norm is not None and norm not in available():
+        origin = payload.get("meta", {}).get("layer_origin")
+        raise RobustBenchError(
+            f"checkpoint {path} was trained with norm {norm!r}, which is not registered here; "
+            f"pass --plugin MODULE, the module that registers it"
+            + (f" (it came from {origin})" if origin else "")
+        )
+    try:
+        if payload is None:
+            raise error
         spec = TrainSpec.from_dict(payload["spec"])
     except Exception as e:
         raise RobustBenchError(
@@ -602,6 +618,7 @@ def _provenance(spec: TrainSpec, dev: torch.device) -> dict[str, Any]:
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
+        "layer_origin": layer_origin(spec.norm),
     }
 
 

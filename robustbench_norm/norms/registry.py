@@ -4,13 +4,23 @@ A layer is a factory ``factory(num_channels, **options) -> nn.Module``. Register
 (``register_norm("mine", MyNorm)``) is all it takes to benchmark it: models, suites and
 ``convert_norms`` find it by name, and its options are checked against the factory's signature
 so a misspelt option fails at once instead of being silently ignored.
+
+Layers outside this package arrive three ways: a suite's ``plugins`` or the CLI's ``--plugin``
+(plugins.py imports the module, which registers), or the ``robustbench_norm.norms`` entry-point
+group of an installed package (loaded here the first time an unknown name is asked for). Every
+such layer has an *identity*, the hash of the source file that defines it, which enters the cache
+key of every checkpoint and job that uses it: editing the layer invalidates its results.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,9 +82,74 @@ def register_norm(
     return add if factory is None else add(factory)
 
 
+#: the entry-point group through which installed packages register layers
+ENTRY_POINT_GROUP = "robustbench_norm.norms"
+_entry_points_loaded = False
+
+
+def load_entry_points() -> None:
+    """Import every layer that installed packages declare under :data:`ENTRY_POINT_GROUP`
+    (once per process). An entry point names a factory, registered under the entry point's
+    name, or a module, which registers its layers itself on import."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as e:
+            raise RobustBenchError(
+                f"entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}) failed to load: {e}"
+            ) from e
+        if callable(obj) and not inspect.ismodule(obj) and ep.name not in _REGISTRY:
+            register_norm(ep.name, obj)
+
+
 def available() -> list[str]:
-    """Registered layer names, sorted."""
+    """Registered layer names, sorted (installed packages' entry points included)."""
+    load_entry_points()
     return sorted(_REGISTRY)
+
+
+def is_builtin(name: str) -> bool:
+    return name in BUILTIN
+
+
+def layer_identity(name: str) -> str:
+    """'' for this package's layers (its sources are hashed with the rest of the code), else
+    the sha256 of the source file that defines the layer's factory (the factory's own source
+    when it has no file): what makes an edited plugin layer a different layer."""
+    if is_builtin(name):
+        return ""
+    return _source_hash(_entry(name).factory)
+
+
+def layer_origin(name: str) -> str | None:
+    """Where a non-built-in layer comes from (its module and file), for messages."""
+    if is_builtin(name) or name not in _REGISTRY:
+        return None
+    factory = _REGISTRY[name].factory
+    where = inspect.getsourcefile(factory) if _has_source(factory) else None
+    return f"{factory.__module__}" + (f" ({where})" if where else "")
+
+
+def _has_source(f) -> bool:
+    try:
+        inspect.getsourcefile(f)
+        return True
+    except TypeError:
+        return False
+
+
+@cache
+def _source_hash(factory) -> str:
+    try:
+        path = inspect.getsourcefile(factory)
+        text = Path(path).read_bytes() if path else inspect.getsource(factory).encode()
+    except (OSError, TypeError):
+        text = repr(factory).encode()  # defined interactively: its name is all there is
+    return hashlib.sha256(text).hexdigest()[:16]
 
 
 def describe() -> dict[str, str]:
@@ -83,11 +158,15 @@ def describe() -> dict[str, str]:
 
 
 def _entry(name: str) -> NormEntry:
+    if isinstance(name, str) and name not in _REGISTRY:
+        load_entry_points()
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise RobustBenchError(
-            f"unknown norm {name!r}; valid names: {', '.join(available())}"
+            f"unknown norm {name!r}; valid names: {', '.join(available())}. A layer of your "
+            "own: register it in a module and pass it with --plugin MODULE (or a suite's "
+            "plugins = [...])"
         ) from None
 
 
@@ -228,3 +307,6 @@ register_norm(
     "evonorm_s0", EvoNormS0, description="EvoNorm-S0: x·sigmoid(v·x) / group std, batch-independent"
 )
 register_norm("none", _identity, description="identity: no normalization")
+
+#: the layers this package ships (their code is part of every cache key already)
+BUILTIN = frozenset(_REGISTRY)

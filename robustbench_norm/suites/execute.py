@@ -28,6 +28,7 @@ from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.evaluate import CleanSpec, evaluate
 from robustbench_norm.norms.fingerprint import fingerprints
 from robustbench_norm.perturb.corruptions import CorruptionCache
+from robustbench_norm.plugins import load_plugins
 from robustbench_norm.progress import progress_bar
 from robustbench_norm.provenance import provenance
 from robustbench_norm.suites.job_claims import JobClaims
@@ -52,6 +53,8 @@ class RunSettings:
     quiet: bool = False
     #: torch threads per job (None: torch's default, or cores ÷ parallel jobs)
     threads: int | None = None
+    #: plugin modules that register user layers (loaded again in every worker process)
+    plugins: tuple[str, ...] = ()
 
 
 @dataclass
@@ -71,6 +74,7 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
         torch.set_num_threads(settings.threads)
     started = time.perf_counter()
     try:
+        load_plugins(settings.plugins)  # a worker process starts without them
         device = resolve_device(settings.device)
         result = train(
             job.train,
@@ -217,13 +221,15 @@ def run_suite(
     if settings.threads is not None and settings.threads < 1:
         raise RobustBenchError(f"--threads {settings.threads} must be at least 1")
     say = say or (lambda text: None)
+    settings = replace(settings, plugins=tuple(dict.fromkeys((*settings.plugins, *suite.plugins))))
     device = resolve_device(settings.device)  # no CUDA: one error now, not one per job
     run_id = None if settings.fresh else store.resumable_run(suite.name, suite.hash)
     threads = _job_threads(settings, executor, jobs, ray_cpus)
     if run_id is not None:
         threads = _resumed_threads(store.run(run_id), threads, settings.threads, say)
     else:
-        run_id = store.start_run(suite.name, suite.hash, suite.text, provenance(threads=threads))
+        facts = {**provenance(threads=threads), "plugins": list(settings.plugins)}
+        run_id = store.start_run(suite.name, suite.hash, suite.text, facts)
     settings = replace(settings, threads=threads)
     compute = compute_tag(device, threads)
     if not store.fingerprints_of_run(run_id):  # the exact identity of every layer measured

@@ -25,7 +25,9 @@ from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec
 from robustbench_norm.models import build_model
 from robustbench_norm.norms import make_norm
+from robustbench_norm.norms.registry import layer_identity
 from robustbench_norm.perturb.attacks import AttackSpec
+from robustbench_norm.plugins import load_plugins
 from robustbench_norm.specs import code_version, spec_key
 from robustbench_norm.suites.sweeps import regularization_sweep, regularizer_label
 from robustbench_norm.train import TRAIN_CODE, TrainSpec
@@ -85,7 +87,8 @@ class JobSpec:
 
     @property
     def key(self) -> str:
-        return spec_key(self.to_dict(), code_version(*TRAIN_CODE, *EVAL_CODE))
+        code = code_version(*TRAIN_CODE, *EVAL_CODE) + layer_identity(self.train.norm)
+        return spec_key(self.to_dict(), code)
 
     @property
     def regularizer(self) -> str:
@@ -135,6 +138,8 @@ class Suite:
     evaluations: tuple[Evaluation, ...]
     test_limit: int | None
     check: CheckSettings
+    #: plugin modules the suite loads (resolved: module names or absolute .py paths)
+    plugins: tuple[str, ...] = ()
 
     @property
     def hash(self) -> str:
@@ -235,6 +240,7 @@ TOP_KEYS = {
     "name": str, "description": str, "notes": str, "dataset": str, "models": list, "width": int,
     "batch_sizes": list, "seeds": list, "test_limit": int, "reference": str, "norms": list,
     "train": dict, "regularization": dict, "stability": dict, "evaluate": dict, "check": dict,
+    "plugins": list,
 }  # fmt: skip
 
 
@@ -262,6 +268,7 @@ def load_suite(path: str | Path) -> Suite:
         raise RobustBenchError(f"{path}: not valid TOML: {e}") from None
     r = _Reader(path)
     r.keys(raw, TOP_KEYS, "")
+    plugins = r.guard("plugins", load_plugins, r.items(raw, "plugins", str, "") or [], path.parent)
 
     name = r.value(raw, "name", str, "", default=path.stem)
     dataset = r.value(raw, "dataset", str, "", default="fashion-mnist-mini")
@@ -334,6 +341,7 @@ def load_suite(path: str | Path) -> Suite:
         evaluations=tuple(evaluations),
         test_limit=test_limit,
         check=check,
+        plugins=tuple(plugins),
     )
 
 
