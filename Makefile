@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first time: a few minutes, mostly torch)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,ray]'
+	@echo "installing the package and its dependencies (torch is the large one); pip reports each"
+	$(PY) -m pip install --progress-bar off -e '.[test,ray]'
 	# without its deps: they would pull the GUI opencv-python over the headless cv2/
 	$(PY) -m pip install --quiet --no-deps 'imagecorruptions==1.1.2'
+	@$(PY) -c "import robustbench_norm, torch; print('ready: robustbench-norm', robustbench_norm.__version__, '· torch', torch.__version__)"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.version import __version__
 
 #: kept here (not imported from store) so that `--help` does not import torch
 DEFAULT_STORE_PATH = Path("results") / "robustbench.sqlite"
@@ -60,19 +61,20 @@ def _listing(what: str) -> dict[str, str]:
         from robustbench_norm.perturb.corruptions import COMMON, VALIDATION
 
         return {**{n: "common" for n in COMMON}, **{n: "validation" for n in VALIDATION}}
-    from robustbench_norm.perturb.attacks import ATTACKS, DEFAULT_EPSILONS
+    from robustbench_norm.perturb.attacks import ATTACKS, DEFAULT_EPSILONS, format_epsilon
 
     return {
         n: f"L{'∞' if norm == 'linf' else '2'}, {'fixed budget' if fixed else 'minimal'}"
-        f", default ε {[round(e, 4) for e in DEFAULT_EPSILONS[norm]]}"
+        f", default ε {' '.join(format_epsilon(e) for e in DEFAULT_EPSILONS[norm])}"
         for n, (norm, fixed) in ATTACKS.items()
     }
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from robustbench_norm.suites.suite import describe_plan, load_suite
+    from robustbench_norm.suites.plan import describe_plan
+    from robustbench_norm.suites.suite import load_suite
 
-    print(describe_plan(load_suite(args.suite)))
+    print(describe_plan(load_suite(args.suite), args.store))
     return EXIT_OK
 
 
@@ -126,9 +128,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{summary.reused} reused, {summary.executed} executed, {len(summary.diverged)} "
         f"diverged, {len(summary.failed)} failed (store {args.store})"
     )
+    _print_headline(args.store, summary.run_id, suite.name)
     for line in summary.failed:
         print(f"FAILED {line}", file=sys.stderr)
     return EXIT_JOBS_FAILED if summary.failed else EXIT_OK
+
+
+def _print_headline(store_path: str, run_id: int, suite: str) -> None:
+    """The run's headline numbers and where the full leaderboard comes from."""
+    from robustbench_norm.reporting.headline import headline
+    from robustbench_norm.reporting.report import build_report
+    from robustbench_norm.suites.store import Store
+
+    try:
+        with Store.open(store_path, read_only=True) as store:
+            text = headline(build_report(store, run_id))
+    except RobustBenchError:  # no finished job to show
+        return
+    if text:
+        print("\nheadline (per norm; 95 % intervals from 3 runs on, else each run's value):")
+        print(text)
+    print(
+        f"\nthe full leaderboard (every table, the claims, plots): robustbench-norm report "
+        f"--suite {suite} --store {store_path}"
+    )
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -218,6 +241,15 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
     for d in diffs:
         print(f"  {d.label:<18}{d.describe()}")
     return EXIT_REGRESSION if any(d.status == "changed" for d in diffs) else EXIT_OK
+
+
+def _epsilon(text: str) -> float:
+    from robustbench_norm.perturb.attacks import parse_epsilon
+
+    try:
+        return parse_epsilon(text)
+    except RobustBenchError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -375,7 +407,29 @@ def _add_device_and_data(p: argparse.ArgumentParser) -> None:
     _add_plugin(p)
 
 
-RAW = argparse.RawDescriptionHelpFormatter
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written, and every option's default in its help line."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, [], argparse.SUPPRESS)
+        if shown and action.option_strings and "%(default)" not in text and "default" not in text:
+            text += " (default: %(default)s)"
+        return text.strip()
+
+
+RAW = HelpFormatter
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """argparse prints nothing for an option without help text: give those with a default a
+    help line that is just the default."""
+    for action in parser._actions:
+        if action.help is None and action.default not in (None, False, [], argparse.SUPPRESS):
+            action.help = "(default: %(default)s)"
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _show_defaults(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -386,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    parser.add_argument("--version", action="version", version=f"robustbench-norm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     _add_plan(sub)
@@ -395,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_list(sub)
     _add_train(sub)
     _add_eval(sub)
+    _show_defaults(parser)
     return parser
 
 
@@ -450,6 +506,11 @@ def _add_plan(sub) -> None:
         formatter_class=RAW,
     )
     p.add_argument("suite")
+    p.add_argument(
+        "--store",
+        default=str(DEFAULT_STORE_PATH),
+        help="estimate the time from the durations of the jobs finished in this store",
+    )
     _add_plugin(p)
     p.set_defaults(func=_cmd_plan)
 
@@ -545,7 +606,8 @@ def _add_list(sub) -> None:
         "list",
         help="list norms, models, datasets, corruptions, attacks or runs",
         description="List registered names, or the runs in a store.\n\nexamples:\n"
-        "  robustbench-norm list norms\n  robustbench-norm list runs --store results/x.sqlite",
+        "  robustbench-norm list norms\n"
+        "  robustbench-norm list runs --store leaderboards/smoke/store.sqlite",
         formatter_class=RAW,
     )
     p.add_argument(
@@ -564,7 +626,7 @@ def _add_train(sub) -> None:
         "  robustbench-norm train --norm bn gn gnplus --norm-option groups=auto\n"
         "  robustbench-norm train --model vgg11 --norm gnplus --norm-option variant=gn_first "
         "--batch-size 16 --lr-scaling linear --epochs 3",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RAW,
     )
     p.add_argument("--model", default="resnet20")
     p.add_argument("--norm", nargs="+", default=["bn"], help="one or more registry names")
@@ -615,9 +677,9 @@ def _add_eval(sub) -> None:
         "results, batch-size independent). Clean accuracy is always reported.\n\nexamples:\n"
         "  robustbench-norm eval results/checkpoints/KEY/cpu-2threads/final.pt --noise\n"
         "  robustbench-norm eval CKPT --corruptions fog contrast --severities 1 3 5\n"
-        "  robustbench-norm eval CKPT --attack pgd_linf fgsm --limit 500\n"
+        "  robustbench-norm eval CKPT --attack pgd_linf fgsm --epsilons 0 1/255 8/255 --limit 500\n"
         "  robustbench-norm eval CKPT --attack pgd_l2 --epsilons 0 0.25 0.5 --steps 20",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RAW,
     )
     p.add_argument("checkpoint", help="a final.pt written by `train` or `run`")
     p.add_argument(
@@ -644,7 +706,13 @@ def _add_eval(sub) -> None:
         default=[],
         choices=["fgsm", "pgd_linf", "pgd_l2", "deepfool_linf", "deepfool_l2", "cw_l2"],
     )
-    p.add_argument("--epsilons", type=float, nargs="+", default=None)
+    p.add_argument(
+        "--epsilons",
+        type=_epsilon,
+        nargs="+",
+        default=None,
+        help="budgets, as numbers or k/255 (default: the attack's own, e.g. 0 1/255 … 8/255)",
+    )
     p.add_argument("--steps", type=int, default=None, help="attack steps (attack's default)")
     p.add_argument("--limit", type=_positive_int, default=None, help="first N test images only")
     p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")

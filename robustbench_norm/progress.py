@@ -1,18 +1,83 @@
-"""One rule for progress bars: shown on a terminal, hidden in logs, CI and with --quiet."""
+"""One rule for progress: a bar on a terminal, a line every half minute in logs and CI (with the
+elapsed time and an ETA), nothing with --quiet. A log that stays silent for ten minutes looks
+exactly like a hung job."""
 
 from __future__ import annotations
 
 import sys
+import time
+
+#: seconds between two progress lines when stderr is not a terminal
+LINE_EVERY = 30.0
 
 
 def progress_bar(total: int, desc: str, unit: str, quiet: bool = False, initial: int = 0):
+    if quiet:
+        return _Silent()
+    if not sys.stderr.isatty():
+        return LineProgress(total, desc, unit, initial)
     from tqdm.auto import tqdm
 
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=desc,
-        unit=unit,
-        leave=False,
-        disable=quiet or not sys.stderr.isatty(),
-    )
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False)
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+class LineProgress(_Silent):
+    """tqdm's interface (update, set_postfix, close, a context manager), printing plain lines:
+    ``resnet20/gnplus: 120/500 steps (24 %), 0:42 elapsed, ETA 2:13, loss=0.912``."""
+
+    def __init__(self, total: int, desc: str, unit: str, initial: int = 0) -> None:
+        self.total, self.desc, self.unit = total, desc, unit
+        self.done = self.initial = initial
+        self.started = self.last = time.monotonic()
+        self.postfix = ""
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= LINE_EVERY:
+            self.last = now
+            self._line(now)
+
+    def set_postfix(self, **kwargs) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k != "refresh")
+
+    def close(self) -> None:
+        now = time.monotonic()
+        if now - self.started >= LINE_EVERY:  # short work needs no closing line
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        elapsed = now - self.started
+        parts = [f"{self.desc}: {self.done}/{self.total} {self.unit}s"]
+        if self.total:
+            parts[0] += f" ({100 * self.done / self.total:.0f} %)"
+        parts.append(f"{_clock(elapsed)} elapsed")
+        moved = self.done - self.initial
+        if moved > 0 and self.done < self.total:
+            parts.append(f"ETA {_clock(elapsed / moved * (self.total - self.done))}")
+        if self.postfix:
+            parts.append(self.postfix)
+        print(", ".join(parts), file=sys.stderr, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

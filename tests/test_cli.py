@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
-from robustbench_norm.cli import main
+import pytest
+
+from robustbench_norm.cli import build_parser, main
+from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.suites.suite import load_suite
+from robustbench_norm.version import __version__
 
 
 def test_list_norms(capsys):
@@ -48,3 +56,109 @@ def test_public_api_resolves_every_exported_name():
 
     for name in rbn.__all__:
         assert getattr(rbn, name) is not None, name
+
+
+def _examples() -> list[tuple[str, list[str]]]:
+    """Every example printed in a command's --help, as (command, argv)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    out = []
+    for name, p in sub.choices.items():
+        for line in (p.description or "").splitlines():
+            if line.strip().startswith("robustbench-norm "):
+                out.append((name, shlex.split(line.strip())[1:]))
+    return out
+
+
+def test_every_help_example_parses_and_the_self_contained_ones_run(capsys):
+    """Examples are copied by users: each must parse, name files that exist, and the ones
+    that need nothing but the repository (no GPU, no earlier run, no checkpoint) must work."""
+    examples = _examples()
+    assert len(examples) >= 15
+    parser = build_parser()
+    ran = 0
+    for command, argv in examples:
+        parser.parse_args(argv)  # SystemExit (and so a failure) on any unknown flag or value
+        paths = [a.split(":")[0] for a in argv if "/" in a and not a.startswith(("/tmp", "1/"))]
+        paths = [p for p in paths if not p.endswith(("/255", "/8/255"))]
+        placeholders = any(a in ("CKPT", "3", "12") or "KEY" in a for a in argv)
+        needs = ("--device" in argv, "--executor" in argv, command in ("run", "train", "report"))
+        if all(Path(p).exists() for p in paths) and not placeholders and not any(needs):
+            code = main(argv)
+            capsys.readouterr()
+            assert code == 0, argv
+            ran += 1
+    assert ran >= 4  # plan, list ×2, fingerprint ×2, check against the published store
+
+
+def test_version_and_defaults_in_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"robustbench-norm {__version__}"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: resnet20)" in text and "(default: 128)" in text and "exit" in text
+
+
+def test_epsilons_are_accepted_as_k_over_255(tmp_path):
+    from robustbench_norm.perturb.attacks import format_epsilon, parse_epsilon
+
+    assert parse_epsilon("8/255") == 8 / 255 and parse_epsilon("0.5") == 0.5
+    assert format_epsilon(8 / 255) == "8/255" and format_epsilon(0.25) == "0.25"
+    with pytest.raises(RobustBenchError, match="fraction like 8/255"):
+        parse_epsilon("8 over 255")
+    parsed = build_parser().parse_args(
+        ["eval", "c.pt", "--attack", "fgsm", "--epsilons", "0", "1/255"]
+    )
+    assert parsed.epsilons == [0.0, 1 / 255]
+    suite = load_suite("suites/smoke.toml")
+    attack = next(e.spec for e in suite.evaluations if type(e.spec).__name__ == "AttackSpec")
+    assert 4 / 255 in attack.epsilons
+
+
+def test_progress_in_a_log_is_a_line_with_elapsed_time_and_an_eta(monkeypatch, capsys):
+    from robustbench_norm import progress
+
+    monkeypatch.setattr(progress, "LINE_EVERY", 0.0)
+    bar = progress.LineProgress(200, "resnet20/gnplus", "step")
+    bar.update(50)
+    bar.set_postfix(loss="0.912", refresh=False)
+    bar.update(50)
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("resnet20/gnplus: 50/200 steps (25 %), 0:00 elapsed, ETA 0:00")
+    assert lines[1].endswith("loss=0.912") and "100/200 steps (50 %)" in lines[1]
+
+
+def test_run_ends_with_the_headline_table(tmp_path, capsys):
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        'name = "h"\nwidth = 4\nbatch_sizes = [64]\nseeds = [0]\ntest_limit = 40\n'
+        '[[norms]]\nname = "bn"\n[[norms]]\nname = "gn"\noptions = { groups = 2 }\n'
+        "[train]\nsteps = 2\n[evaluate.noise]\nsigmas = [0.1]\n"
+    )
+    argv = ["run", str(suite), "--store", str(tmp_path / "s.sqlite"), "--workdir",
+            str(tmp_path / "w"), "--threads", "1", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    head = out.split("headline", 1)[1].splitlines()
+    header = next(line for line in head if line.startswith("norm"))
+    assert "clean" in header and "noise" in header
+    rows = {line.split()[0] for line in head if line.startswith(("bn ", "gn "))}
+    assert rows == {"bn", "gn"}
+    assert "robustbench-norm report --suite h" in out
+
+
+def test_plan_estimates_the_time_from_recorded_jobs(tmp_path, capsys):
+    from robustbench_norm.suites.plan import estimate_seconds
+
+    suite = load_suite("suites/smoke.toml")
+    job = suite.jobs[0]
+    recorded = [({"train": job.train.to_dict()}, 100.0)]
+    steps = job.train.total_steps(5000)
+    seconds, unknown = estimate_seconds(suite, recorded)
+    # every smoke job has the same model, width and batch size: priced at 100 s per job's steps
+    assert unknown == 0 and seconds == pytest.approx(100.0 / steps * steps * len(suite.jobs))
+    assert main(["plan", "suites/smoke.toml", "--store", str(tmp_path / "none.sqlite")]) == 0
+    assert "no estimate" in capsys.readouterr().out

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.suites.suite import describe_plan, load_suite
+from robustbench_norm.suites.plan import describe_plan
+from robustbench_norm.suites.suite import load_suite
 
 SUITES = Path(__file__).parents[1] / "suites"
 

@@ -48,6 +48,31 @@ DEFAULT_EPSILONS = {
 BUDGET_TOLERANCE = 1e-4
 
 
+def parse_epsilon(value: float | int | str) -> float:
+    """An ε as a number or as the fraction every table prints: ``8/255``, ``0.5``, ``1``."""
+    if isinstance(value, bool):
+        raise RobustBenchError(f"ε {value!r} is not a number")
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    try:
+        num, sep, den = text.partition("/")
+        return float(num) / float(den) if sep else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise RobustBenchError(f"ε {value!r} is not a number or a fraction like 8/255") from None
+
+
+def format_epsilon(value: float) -> str:
+    """k/255 for the budgets image-space robustness is quoted in (0, 1/255 … 16/255), else the
+    number."""
+    if value == 0:
+        return "0"
+    for k in range(1, 33):
+        if math.isclose(value, k / 255, rel_tol=1e-6):
+            return f"{k}/255"
+    return f"{value:g}"
+
+
 @dataclass(frozen=True)
 class AttackSpec:
     """One attack. ``steps=None`` uses the attack's default (PGD 10, DeepFool 50, CW 100).
@@ -73,7 +98,7 @@ class AttackSpec:
             )
         if not self.epsilons:
             object.__setattr__(self, "epsilons", DEFAULT_EPSILONS[self.norm])
-        eps = tuple(float(e) for e in self.epsilons)
+        eps = tuple(parse_epsilon(e) for e in self.epsilons)
         if not all(0 <= e < math.inf for e in eps) or list(eps) != sorted(eps):
             raise RobustBenchError(
                 f"attack {self.name}: epsilons {eps} must be finite, non-negative and increasing"

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 
 from robustbench_norm import metrics
+from robustbench_norm.perturb.attacks import format_epsilon
 from robustbench_norm.reporting.leaderboard import Cell, Table, pivot, select, setting_name, varying
 
 
@@ -122,7 +123,7 @@ def build_tables(frame: pd.DataFrame, jobs: list[dict], order: list[str], refere
                 id=f"attack-{attack}",
                 title=f"{attack}: robust accuracy",
                 description="correct and not fooled within ε (eval mode)",
-                column_of=with_setting(lambda r: f"ε={_eps(r.parameter)}"),
+                column_of=with_setting(lambda r: f"ε={format_epsilon(r.parameter)}"),
                 order=order,
             )
         )
@@ -143,13 +144,6 @@ def build_tables(frame: pd.DataFrame, jobs: list[dict], order: list[str], refere
             )
         )
     return tables
-
-
-def _eps(value: float) -> str:
-    for k in (1, 2, 4, 8, 16):
-        if math.isclose(value, k / 255, rel_tol=1e-6):
-            return f"{k}/255"
-    return f"{value:g}"
 
 
 def _mce_tables(frame: pd.DataFrame, reference: str, order: list[str]) -> list[Table]:

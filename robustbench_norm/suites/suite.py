@@ -26,7 +26,7 @@ from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSp
 from robustbench_norm.models import build_model
 from robustbench_norm.norms import make_norm
 from robustbench_norm.norms.registry import layer_identity
-from robustbench_norm.perturb.attacks import AttackSpec
+from robustbench_norm.perturb.attacks import AttackSpec, parse_epsilon
 from robustbench_norm.plugins import load_plugins
 from robustbench_norm.specs import code_version, spec_key
 from robustbench_norm.suites.sweeps import regularization_sweep, regularizer_label
@@ -483,8 +483,11 @@ def _evaluations(r: _Reader, raw: dict) -> list[Evaluation]:
         kw = {k: r.value(a, k, kind, path) for k, kind in ATTACK_KEYS.items() if k in a}
         kw.pop("limit", None)
         limit = r.count(a, "limit", path)
-        if "epsilons" in kw:
-            kw["epsilons"] = tuple(r.items(a, "epsilons", float, path))
+        if "epsilons" in kw:  # numbers or fractions like "8/255", as the tables print them
+            kw["epsilons"] = tuple(
+                r.guard(f"{path}.epsilons", parse_epsilon, e)
+                for e in r.items(a, "epsilons", (float, str), path)
+            )
         if "name" not in kw:
             raise r.fail(f"{path}.name", "is required")
         out.append(Evaluation(r.guard(path, AttackSpec, **kw), limit))
@@ -520,42 +523,3 @@ def _check(r: _Reader, raw: dict) -> CheckSettings:
     if not math.isfinite(detect) or detect <= tolerance:
         raise r.fail("check.detect", f"must be finite and larger than the tolerance ({tolerance})")
     return CheckSettings(**kw)
-
-
-# -- the plan ---------------------------------------------------------------------------------
-
-
-def describe_plan(suite: Suite) -> str:
-    """The job matrix and the work it implies, without running or loading anything."""
-    n_train = dataset_info(suite.dataset).train_size
-    lines = [f"suite {suite.name!r} ({suite.path}): {len(suite.jobs)} jobs"]
-    if suite.description:
-        lines.append(f"  {suite.description}")
-    lines.append(f"  {'#':>3}  {'model':<9}{'norm':<18}{'batch':>6}{'seed':>5}  regularizer")
-    steps_total = 0
-    for i, job in enumerate(suite.jobs):
-        t = job.train
-        lines.append(
-            f"  {i:>3}  {t.model:<9}{job.label:<18}{t.batch_size:>6}{t.seed:>5}  {job.regularizer}"
-        )
-        steps_total += t.total_steps(n_train)
-    lines.append("work:")
-    lines.append(
-        f"  training: {steps_total:,} optimizer steps in all ({n_train:,} training images)"
-    )
-    for e in suite.evaluations:
-        limits = [x for x in (e.limit, suite.test_limit) if x is not None]
-        n = min(limits) if limits else "all"
-        lines.append(f"  evaluate: {_describe_eval(e.spec)} on {n} test images per job")
-    lines.append(f"  reference for CE/mCE: {suite.reference}")
-    return "\n".join(lines)
-
-
-def _describe_eval(spec) -> str:
-    if isinstance(spec, NoiseSpec):
-        return f"Gaussian noise σ {list(spec.sigmas)}"
-    if isinstance(spec, NoiseSequenceSpec):
-        return f"noise sequences ({spec.frames} frames: clean + fresh noise at σ {spec.sigma})"
-    if isinstance(spec, CorruptionSpec):
-        return f"{len(spec.names)} corruptions × severities {list(spec.severities)}"
-    return f"{spec.name} ε {[round(e, 5) for e in spec.epsilons]}"

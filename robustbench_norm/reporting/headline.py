@@ -1,0 +1,69 @@
+"""The few numbers a run is about, as plain text: what ``run`` prints when it finishes, so a
+newcomer sees a result without opening a file.
+
+Per setting (model, batch size, regularizer: one block each when the suite varies them) and per
+norm: clean accuracy, mean accuracy under Gaussian noise and under the common corruptions, and
+robust accuracy under the suite's last (strongest) attack at its largest ε; each with its 95 %
+interval from 3 runs on, or the runs' values below that (as on the leaderboard).
+"""
+
+from __future__ import annotations
+
+from robustbench_norm.reporting.leaderboard import Cell, Table
+from robustbench_norm.reporting.report import Report
+
+SUMMARY = {"clean": "clean", "noise": "noise", "corruption": "corruptions"}
+
+
+def _blocks(report: Report) -> dict[str, dict[str, tuple[Table, str]]]:
+    """setting → metric label → (table, column)."""
+    blocks: dict[str, dict[str, tuple[Table, str]]] = {}
+    for table in report.tables:
+        if table.id in SUMMARY:
+            for column in table.columns:
+                blocks.setdefault(column, {})[SUMMARY[table.id]] = (table, column)
+    attacks = [t for t in report.tables if t.id.startswith("attack-") and t.columns]
+    if attacks:
+        strongest = attacks[-1]
+        largest = strongest.columns[-1].rsplit("ε=", 1)[-1]
+        label = f"{strongest.id.removeprefix('attack-')} ε={largest}"
+        for column in strongest.columns:
+            if column.endswith(f"ε={largest}"):
+                setting = column.removesuffix(f"ε={largest}").removesuffix(" · ")
+                if not setting and len(blocks) == 1:  # one setting: tables leave it unnamed
+                    setting = next(iter(blocks))
+                blocks.setdefault(setting, {})[label] = (strongest, column)
+    return blocks
+
+
+def headline(report: Report) -> str:
+    """The headline as aligned text blocks ('' when the run has none of these numbers)."""
+    out = []
+    blocks = _blocks(report)
+    for setting, metrics in blocks.items():
+        if not metrics:
+            continue
+        first_table = next(iter(metrics.values()))[0]
+        cells = {
+            n: [t.rows.get(n, {}).get(c) for t, c in metrics.values()] for n in first_table.ranked()
+        }
+        norms = [n for n, row in cells.items() if any(c is not None for c in row)]
+        rows = [[_text(c) for c in cells[n]] for n in norms]
+        labels = list(metrics)
+        widths = [max(len(lab), *(len(r[i]) for r in rows)) for i, lab in enumerate(labels)]
+        name_width = max(len("norm"), *(len(n) for n in norms))
+        if setting:
+            out.append(setting)
+        out.append(_line("norm", labels, name_width, widths))
+        out += [_line(n, r, name_width, widths) for n, r in zip(norms, rows, strict=True)]
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def _text(cell: Cell | None) -> str:
+    return "—" if cell is None else cell.text()
+
+
+def _line(name: str, values: list[str], name_width: int, widths: list[int]) -> str:
+    cells = (f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
+    return "  ".join([f"{name:<{name_width}}", *cells])

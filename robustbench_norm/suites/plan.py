@@ -1,0 +1,109 @@
+"""What a suite will cost before it runs: its job matrix, the work it implies and, from the
+durations of jobs already in a store, an estimate of the time it will take."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from robustbench_norm.data import dataset_info
+from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec
+from robustbench_norm.perturb.attacks import format_epsilon
+from robustbench_norm.suites.suite import Suite
+from robustbench_norm.train import TrainSpec
+
+
+def describe_plan(suite: Suite, store_path: str | Path | None = None) -> str:
+    """The job matrix and the work it implies, without running anything; with a store, also
+    the time it should take (see :func:`estimate_seconds`)."""
+    n_train = dataset_info(suite.dataset).train_size
+    lines = [f"suite {suite.name!r} ({suite.path}): {len(suite.jobs)} jobs"]
+    if suite.description:
+        lines.append(f"  {suite.description}")
+    lines.append(f"  {'#':>3}  {'model':<9}{'norm':<18}{'batch':>6}{'seed':>5}  regularizer")
+    steps_total = 0
+    for i, job in enumerate(suite.jobs):
+        t = job.train
+        lines.append(
+            f"  {i:>3}  {t.model:<9}{job.label:<18}{t.batch_size:>6}{t.seed:>5}  {job.regularizer}"
+        )
+        steps_total += t.total_steps(n_train)
+    lines.append("work:")
+    lines.append(
+        f"  training: {steps_total:,} optimizer steps in all ({n_train:,} training images)"
+    )
+    for e in suite.evaluations:
+        limits = [x for x in (e.limit, suite.test_limit) if x is not None]
+        n = min(limits) if limits else "all"
+        lines.append(f"  evaluate: {_describe_eval(e.spec)} on {n} test images per job")
+    lines.append(f"  reference for CE/mCE: {suite.reference}")
+    if store_path is not None:
+        lines.append(_estimate_line(suite, Path(store_path)))
+    return "\n".join(lines)
+
+
+def _describe_eval(spec) -> str:
+    if isinstance(spec, NoiseSpec):
+        return f"Gaussian noise σ {list(spec.sigmas)}"
+    if isinstance(spec, NoiseSequenceSpec):
+        return f"noise sequences ({spec.frames} frames: clean + fresh noise at σ {spec.sigma})"
+    if isinstance(spec, CorruptionSpec):
+        return f"{len(spec.names)} corruptions × severities {list(spec.severities)}"
+    return f"{spec.name} ε {', '.join(format_epsilon(e) for e in spec.epsilons)}"
+
+
+def estimate_seconds(suite: Suite, recorded: list[tuple[dict, float]]) -> tuple[float, int]:
+    """Seconds the suite's jobs should take in one process, and how many jobs had no recorded
+    job to go by. Each job is priced at the median seconds per optimizer step (training and
+    evaluation together) of recorded finished jobs with the same model, width, dataset, norm
+    and batch size, else the same but any norm; times its own number of steps."""
+    rates: dict[tuple, list[float]] = {}
+    for spec, seconds in recorded:
+        train = spec["train"]
+        steps = TrainSpec.from_dict(train).total_steps(dataset_info(train["dataset"]).train_size)
+        for key in (_key(train, True), _key(train, False)):
+            rates.setdefault(key, []).append(seconds / max(1, steps))
+    total, unknown = 0.0, 0
+    for job in suite.jobs:
+        train = job.train.to_dict()
+        rate = rates.get(_key(train, True)) or rates.get(_key(train, False))
+        if rate is None:
+            unknown += 1
+            continue
+        total += statistics.median(rate) * job.train.total_steps(
+            dataset_info(job.train.dataset).train_size
+        )
+    return total, unknown
+
+
+def _key(train: dict, with_norm: bool) -> tuple:
+    base = (train["model"], train["width"], train["dataset"], train["batch_size"])
+    return (*base, train["norm"]) if with_norm else base
+
+
+def _estimate_line(suite: Suite, store_path: Path) -> str:
+    from robustbench_norm.errors import RobustBenchError
+    from robustbench_norm.suites.store import Store
+
+    try:
+        with Store.open(store_path, read_only=True) as store:
+            rows = store.conn.execute(
+                "SELECT spec, wall_seconds FROM jobs WHERE status = 'done' AND wall_seconds > 0"
+            ).fetchall()
+    except RobustBenchError:
+        return f"time: no estimate ({store_path} does not exist or cannot be read)"
+    recorded = [(json.loads(r["spec"]), r["wall_seconds"]) for r in rows]
+    seconds, unknown = estimate_seconds(suite, recorded)
+    if unknown == len(suite.jobs):
+        return (
+            f"time: no estimate ({store_path} holds no finished job of this model, width, "
+            "dataset and batch size)"
+        )
+    known = len(suite.jobs) - unknown
+    line = (
+        f"time: about {seconds / 60:.0f} min in one process for the {known} jobs priced from "
+        f"{len(recorded)} recorded jobs in {store_path} (÷ N with --jobs N on enough cores; "
+        "recorded on this store's machine)"
+    )
+    return line + (f"; {unknown} jobs have no comparable recorded job" if unknown else "")

@@ -1,0 +1,43 @@
+"""The README's runnable sections, executed verbatim: a file block is written under its name,
+a command block is run line by line through the CLI, in a fresh folder."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from robustbench_norm.cli import main
+from robustbench_norm.norms import registry
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCK = re.compile(r"<!-- readme-test: (file (\S+)|commands) -->\n```\w*\n(.*?)```", re.S)
+
+
+def readme_blocks() -> list[tuple[str | None, str]]:
+    """(file name or None for commands, block text), in README order."""
+    return [(m.group(2), m.group(3)) for m in BLOCK.finditer(README.read_text())]
+
+
+def test_the_bring_your_own_layer_section_runs_as_printed(tmp_path, monkeypatch, capsys):
+    blocks = readme_blocks()
+    assert [name for name, _ in blocks] == ["my_norms.py", "mine.toml", None]
+    monkeypatch.chdir(tmp_path)
+    try:
+        for name, text in blocks:
+            if name is not None:
+                (tmp_path / name).write_text(text)
+                continue
+            for line in text.strip().splitlines():
+                argv = shlex.split(line)
+                assert argv[0] == "robustbench-norm"
+                assert main(argv[1:]) == 0, line
+        out = capsys.readouterr().out
+        assert "rmsnorm" in out  # planned, run, in the headline
+        board = (tmp_path / "mine-leaderboard" / "README.md").read_text()
+        assert "rmsnorm" in board and "bn" in board
+    finally:
+        registry._REGISTRY.pop("rmsnorm", None)
+        for module in [m for m in sys.modules if m.startswith("robustbench_norm_plugin_")]:
+            del sys.modules[module]
