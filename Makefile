@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "installing the package and its dependencies (torch is the large one); pip reports each"
 	$(PY) -m pip install --progress-bar off -e '.[test,ray]'
-	# without its deps: they would pull the GUI opencv-python over the headless cv2/
-	$(PY) -m pip install --quiet --no-deps 'imagecorruptions==1.1.2'
+	# without their deps: imagecorruptions would pull the GUI opencv-python over the headless
+	# cv2/, torchattacks (APGD-CE/-T) an old requests that breaks selenium's urllib3
+	$(PY) -m pip install --quiet --no-deps 'imagecorruptions==1.1.2' 'torchattacks==3.5.1'
 	@$(PY) -c "import robustbench_norm, torch; print('ready: robustbench-norm', robustbench_norm.__version__, '· torch', torch.__version__)"
 	touch $(STAMP)
 

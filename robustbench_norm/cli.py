@@ -704,7 +704,16 @@ def _add_eval(sub) -> None:
         "--attack",
         nargs="+",
         default=[],
-        choices=["fgsm", "pgd_linf", "pgd_l2", "deepfool_linf", "deepfool_l2", "cw_l2"],
+        choices=[
+            "fgsm",
+            "pgd_linf",
+            "pgd_l2",
+            "apgd_ce",
+            "apgd_t",
+            "deepfool_linf",
+            "deepfool_l2",
+            "cw_l2",
+        ],
     )
     p.add_argument(
         "--epsilons",

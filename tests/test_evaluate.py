@@ -116,7 +116,10 @@ def test_corruption_evaluation_reads_the_cache(checkpoints, test_split, tmp_path
 # -- attacks ---------------------------------------------------------------------------------
 
 #: few steps: these tests check budgets and bookkeeping, not attack strength
-FAST = {name: {"steps": 5} for name in ("pgd_linf", "pgd_l2", "deepfool_linf", "deepfool_l2")}
+FAST = {
+    name: {"steps": 5}
+    for name in ("pgd_linf", "pgd_l2", "apgd_ce", "apgd_t", "deepfool_linf", "deepfool_l2")
+}
 FAST |= {"fgsm": {}, "cw_l2": {"steps": 10, "cw_binary_search_steps": 2}}
 
 
@@ -134,6 +137,22 @@ def test_attack_respects_its_budget_and_is_monotone(name, checkpoints, test_spli
         assert result.metric(name, e, "max_perturbation") <= e * (1 + 1e-4) + 1e-6
     if name in ("pgd_linf", "pgd_l2", "deepfool_l2"):
         assert robust[-1] < robust[0]  # the largest budget really hurts
+
+
+def test_apgd_is_at_least_as_strong_as_pgd_on_the_same_images(checkpoints, test_split):
+    """AutoAttack's components against the PGD they replace, at the same step budget: robust
+    accuracy never higher at any ε, and APGD-T (targeted DLR, 9 target classes) the lowest."""
+    split = test_split.subset(60)
+    eps = (0.0, 1 / 255, 4 / 255)
+    robust = {}
+    for name in ("pgd_linf", "apgd_ce", "apgd_t"):
+        result = evaluate(checkpoints["bn"], split, AttackSpec(name, epsilons=eps, steps=10))
+        assert result.warnings == []
+        robust[name] = [result.metric(name, e, "robust_accuracy") for e in eps]
+    for k in range(len(eps)):
+        assert robust["apgd_ce"][k] <= robust["pgd_linf"][k]
+        assert robust["apgd_t"][k] <= robust["apgd_ce"][k]
+    assert robust["apgd_t"][-1] < robust["apgd_t"][0]
 
 
 def test_sanity_checks_report_planted_violations():

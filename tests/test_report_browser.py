@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from robustbench_norm.reporting.report import write_report
+from robustbench_norm.reporting.report import publish
 from robustbench_norm.suites.execute import RunSettings, run_suite
 from robustbench_norm.suites.store import Store
 from robustbench_norm.suites.suite import load_suite
@@ -33,6 +33,11 @@ options = { groups = 2 }
 steps = 8
 [evaluate.noise]
 sigmas = [0.1, 0.2]
+[[evaluate.attacks]]
+name = "apgd_ce"
+steps = 3
+epsilons = [0, "2/255"]
+limit = 20
 """
 
 
@@ -43,7 +48,7 @@ def page(tmp_path_factory):
     with Store.open(root / "s.sqlite") as store:
         run = run_suite(load_suite(root / "page.toml"), store,
                         RunSettings(workdir=str(root / "w"), quiet=True)).run_id  # fmt: skip
-        write_report(store, run, root / "lb")
+        publish(store, run, root / "lb")
     return root / "lb" / "index.html"
 
 
@@ -106,3 +111,24 @@ def test_clicking_a_header_sorts_the_column(page, browser):
     assert column(browser, "table-noise-sigma", 1) == sorted(
         column(browser, "table-noise-sigma", 1)
     )
+
+
+def test_the_page_links_its_sources_and_shows_provenance_and_threat_models(page, browser):
+    """Links to the paper and to every file beside the page (each of which exists), the
+    provenance as a table, and each robust-accuracy table labelled with its attack's norm,
+    steps, restarts and image count."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(page.as_uri())
+    links = {
+        a.text: a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#links a")
+    }
+    assert any("2207.01972" in href for href in links.values())
+    for name in ("results.csv", "results.json", "suite.toml", "store.sqlite", "README.md"):
+        assert name in links and (page.parent / name).exists(), name
+    rows = browser.find_elements(By.CSS_SELECTOR, "#provenance tr")
+    keys = [r.find_element(By.TAG_NAME, "th").text for r in rows]
+    assert {"run", "code", "machine", "torch", "packages"} <= set(keys)
+    label = browser.find_element(By.CSS_SELECTOR, "#attack-apgd_ce + p").text
+    assert "apgd_ce (L∞), 3 steps, 1 restart, 20 test images" in label
+    assert "ε=2/255" in browser.find_element(By.ID, "table-attack-apgd_ce").text

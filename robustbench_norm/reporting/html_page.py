@@ -24,7 +24,8 @@ td.best { font-weight: 600; background: #eef7ee; }
 .verdict-inconclusive { color: #9a6700; font-weight: 600; }
 .verdict-no-effect { color: #0969da; font-weight: 600; }
 .note { color: #555; } img { max-width: 100%; border: 1px solid #eee; margin: .4rem 0; }
-pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: 12px; }
+#provenance th { cursor: default; text-align: right; } #provenance td { word-break: break-word; }
+.links a { margin: 0 .2rem; }
 """
 
 # Click a header to sort by that column; numbers sort numerically (the mean before "±").
@@ -109,18 +110,39 @@ def _image(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+#: the paper whose claims the page tests
+PAPER = ("Understanding and Improving Group Normalization (arXiv 2207.01972)",
+         "https://arxiv.org/abs/2207.01972")  # fmt: skip
+
+
+def _links(links: list[tuple[str, str]]) -> str:
+    items = [f'<a href="{html.escape(PAPER[1])}">{html.escape(PAPER[0])}</a>']
+    items += [f'<a href="{html.escape(href)}">{html.escape(text)}</a>' for text, href in links]
+    return '<p class="links" id="links">' + " · ".join(items) + "</p>"
+
+
+def _provenance(rows: list[tuple[str, str]]) -> str:
+    body = "".join(
+        f"<tr><th scope='row'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
+    )
+    return f'<table id="provenance"><tbody>{body}</tbody></table>'
+
+
 def render(
     title: str,
     intro: str,
     tables: list[Table],
     claims: list[Claim],
     plots: list[Path],
-    provenance_text: str,
+    provenance: list[tuple[str, str]],
+    links: list[tuple[str, str]] = (),
 ) -> str:
+    """The page; ``links`` are (text, relative href) of the files beside it."""
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>",
+        _links(list(links)),
         "<h2>Claims of the GN+ paper</h2>",
         _claims(claims),
         "<h2>Leaderboards</h2>",
@@ -128,7 +150,7 @@ def render(
         "<h2>Plots</h2>",
         *[_image(p) for p in plots],
         "<h2>Provenance</h2>",
-        f"<pre>{html.escape(provenance_text)}</pre>",
+        _provenance(provenance),
         f"<script>{SCRIPT}</script></body></html>",
     ]
     return "\n".join(parts)

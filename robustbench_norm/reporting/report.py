@@ -91,28 +91,45 @@ def _markdown_table(table: Table) -> str:
     return f"### {table.title}\n\n{table.description} ({direction}).\n\n" + "\n".join(lines)
 
 
-def _provenance_lines(run: dict) -> list[str]:
+def provenance_rows(run: dict) -> list[tuple[str, str]]:
+    """Where and with what the run was made, as (what, value) rows: a table on the page, a
+    list in the README."""
     p = run["provenance"]
     sha = (p.get("git_sha") or "unknown")[:12] + (" (dirty)" if p.get("git_dirty") else "")
-    return [
-        f"- run {run['id']} of suite `{run['suite']}`, started {run['started']}, finished "
-        f"{run['finished']}, status {run['status']}",
-        f"- code: robustbench-norm {p.get('robustbench_norm')}, git {sha}",
-        f"- machine: {p.get('device')}, {p.get('cpu_count')} cores, host {p.get('host')}, "
-        f"{p.get('platform')}",
-        *(
-            [
-                f"- numeric environment: CPU {p['cpu_model']}, ATen dispatch "
-                f"{p.get('cpu_capability')}, BLAS {p.get('blas')} {p.get('mkl') or ''}, "
-                f"oneDNN {p.get('onednn')}, {p.get('torch_threads')} torch thread(s)"
-            ]
-            if "cpu_model" in p
-            else []
+    rows = [
+        ("run", f"{run['id']} of suite {run['suite']}, status {run['status']}"),
+        ("started, finished", f"{run['started']}, {run['finished']}"),
+        ("code", f"robustbench-norm {p.get('robustbench_norm')}, git {sha}"),
+        (
+            "machine",
+            f"{p.get('device')}, {p.get('cpu_count')} cores, host {p.get('host')}, "
+            f"{p.get('platform')}",
         ),
-        f"- torch {p.get('torch')} (CUDA {p.get('cuda')}, cuDNN {p.get('cudnn')}), Python "
-        f"{p.get('python')}",
-        "- packages: " + ", ".join(f"{k} {v}" for k, v in p.get("packages", {}).items()),
     ]
+    if "cpu_model" in p:
+        rows.append(
+            (
+                "numeric environment",
+                f"CPU {p['cpu_model']}, ATen dispatch {p.get('cpu_capability')}, BLAS "
+                f"{p.get('blas')} {p.get('mkl') or ''}, oneDNN {p.get('onednn')}, "
+                f"{p.get('torch_threads')} torch thread(s) per job",
+            )
+        )
+    rows.append(
+        (
+            "torch",
+            f"{p.get('torch')} (CUDA {p.get('cuda')}, cuDNN {p.get('cudnn')}), Python "
+            f"{p.get('python')}",
+        )
+    )
+    rows.append(("packages", ", ".join(f"{k} {v}" for k, v in p.get("packages", {}).items())))
+    if p.get("plugins"):
+        rows.append(("plugin layers", ", ".join(p["plugins"])))
+    return rows
+
+
+def _provenance_lines(run: dict) -> list[str]:
+    return [f"- {what}: {value}" for what, value in provenance_rows(run)]
 
 
 def _computing_runs(store: Store, run: dict, jobs: list[dict]) -> list[str]:
@@ -305,18 +322,25 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
         "results": json.loads(report.frame.to_json(orient="records")),
     }
     (out / "results.json").write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
-    page = html_page.render(
-        title, intro, report.tables, report.claims, images, "\n".join(_provenance_lines(run))
-    )
-    (out / "index.html").write_text(page)
-    return [
+    (out / "suite.toml").write_text(run["suite_toml"])
+    files = [
         out / "README.md",
         out / "results.csv",
         out / "results.json",
-        out / "index.html",
+        out / "suite.toml",
         *([out / "fingerprints.json"] if prints else []),
-        *images,
     ]
+    page = html_page.render(
+        title,
+        intro,
+        report.tables,
+        report.claims,
+        images,
+        provenance_rows(run),
+        links=[(f.name, f.name) for f in files] + [("store.sqlite", "store.sqlite")],
+    )
+    (out / "index.html").write_text(page)
+    return [*files, out / "index.html", *images]
 
 
 def publish(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:

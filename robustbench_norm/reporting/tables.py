@@ -9,7 +9,7 @@ import math
 import pandas as pd
 
 from robustbench_norm import metrics
-from robustbench_norm.perturb.attacks import format_epsilon
+from robustbench_norm.perturb.attacks import AttackSpec, format_epsilon
 from robustbench_norm.reporting.leaderboard import Cell, Table, pivot, select, setting_name, varying
 
 
@@ -122,7 +122,7 @@ def build_tables(frame: pd.DataFrame, jobs: list[dict], order: list[str], refere
                 sub,
                 id=f"attack-{attack}",
                 title=f"{attack}: robust accuracy",
-                description="correct and not fooled within ε (eval mode)",
+                description=_attack_description(jobs, attack),
                 column_of=with_setting(lambda r: f"ε={format_epsilon(r.parameter)}"),
                 order=order,
             )
@@ -278,3 +278,20 @@ def _stability_table(frame: pd.DataFrame, jobs: list[dict], order: list[str]) ->
         table.rows[norm] = cells
     table.settle()
     return table
+
+
+def _attack_description(jobs: list[dict], name: str) -> str:
+    """The threat model and effort behind a robust-accuracy table: norm, steps, restarts and
+    how many test images were attacked (fewer than the clean accuracy's, usually)."""
+    for job in jobs:
+        spec = job["spec"]
+        for e in spec.get("evaluations", []):
+            if e.get("type") == "AttackSpec" and e.get("name") == name:
+                fields = {k: v for k, v in e.items() if k not in ("type", "limit")}
+                limits = [x for x in (e.get("limit"), spec.get("test_limit")) if x is not None]
+                images = f"{min(limits)} test images" if limits else "all test images"
+                return (
+                    f"{AttackSpec(**fields).describe()}, {images}: correct and not fooled "
+                    "within ε (eval mode)"
+                )
+    return "correct and not fooled within ε (eval mode)"

@@ -50,7 +50,7 @@ PERTURBATION_KEYS = {
 ATTACK_KEYS = {
     "name": str, "epsilons": list, "steps": int, "rel_stepsize": float, "random_start": bool,
     "seed": int, "chunk": int, "limit": int, "cw_binary_search_steps": int,
-    "deepfool_candidates": int,
+    "deepfool_candidates": int, "restarts": int,
 }  # fmt: skip
 #: what a regression check tests by default: primary metrics block (Holm-corrected), secondary
 #: ones are reported with BH q-values
