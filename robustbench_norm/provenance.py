@@ -30,6 +30,7 @@ PACKAGES = (
     "foolbox",
     "eagerpy",
     "imagecorruptions",
+    "torchattacks",
     "pandas",
 )
 

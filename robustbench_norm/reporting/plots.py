@@ -1,5 +1,6 @@
 """PNG plots of a run: curves with mean ± 95 % interval over runs (the runs as dots below 3),
-one line per norm."""
+one line per norm, a legend and axis labels on every panel, chance level where accuracy is
+plotted, ε in k/255 as the tables print it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from robustbench_norm import metrics
+from robustbench_norm.perturb.attacks import format_epsilon
 from robustbench_norm.reporting.leaderboard import MIN_RUNS_FOR_INTERVAL
 
 
@@ -57,22 +59,42 @@ def _save(fig, path: Path) -> Path:
 
 
 def accuracy_vs_parameter(
-    frame: pd.DataFrame, family: str, metric: str, xlabel: str, title: str, path: Path
+    frame: pd.DataFrame,
+    family: str,
+    metric: str,
+    xlabel: str,
+    title: str,
+    path: Path,
+    chance: float | None = None,
+    clean_at_zero: bool = False,
+    epsilon_axis: bool = False,
 ) -> Path | None:
-    """One panel per condition name (corruption, attack), accuracy against its parameter."""
+    """One panel per condition name (corruption, attack, noise), accuracy against its
+    parameter. ``clean_at_zero`` adds each run's clean accuracy as the point at parameter 0
+    (σ = 0 is the clean image); ``epsilon_axis`` labels the ticks k/255."""
     sub = frame[(frame.family == family) & (frame.metric == metric) & frame.parameter.notna()]
     if sub.empty:
         return None
     names = list(dict.fromkeys(sub.name))
+    if clean_at_zero:
+        clean = frame[(frame.family == "clean") & (frame.metric == "accuracy")]
+        zero = [clean.assign(name=name, parameter=0.0) for name in names]
+        sub = pd.concat([*zero, sub[sub.parameter > 0]], ignore_index=True)
     fig, axes = _grid(len(names), title)
     for ax, name in zip(axes, names, strict=True):
-        for norm, group in sub[sub.name == name].groupby("norm", sort=False):
+        panel = sub[sub.name == name]
+        for norm, group in panel.groupby("norm", sort=False):
             _curve(ax, group, "parameter", norm, bounds=(0.0, 1.0))
+        if chance is not None:
+            ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+        if epsilon_axis:
+            ticks = sorted(panel.parameter.unique())
+            ax.set_xticks(ticks, [format_epsilon(t) for t in ticks], fontsize=8, rotation=45)
         ax.set_title(name)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("accuracy")
+        ax.set_ylabel("accuracy (top-1)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -88,9 +110,9 @@ def accuracy_vs_batch_size(frame: pd.DataFrame, path: Path) -> Path | None:
         ax.set_xscale("log", base=2)
         ax.set_title(model)
         ax.set_xlabel("batch size")
-        ax.set_ylabel("accuracy")
+        ax.set_ylabel("clean accuracy (top-1)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -147,15 +169,22 @@ def stability_curves(jobs: list[dict], path: Path) -> Path | None:
     if not rows:
         return None
     frame = pd.DataFrame(rows)
-    measures = ["landscape_range", "grad_change_max", "beta_smoothness"]
-    fig, axes = _grid(3, "optimization stability over training (Santurkar et al. 2018)")
-    for ax, measure in zip(axes, measures, strict=True):
+    measures = {
+        "landscape_range": "loss range",
+        "grad_change_max": "gradient change (L2)",
+        "beta_smoothness": "β (Δgradient ÷ step)",
+    }
+    fig, axes = _grid(
+        3, "optimization stability over training (Santurkar et al. 2018; lower is smoother)"
+    )
+    for ax, (measure, ylabel) in zip(axes, measures.items(), strict=True):
         if (frame[frame.measure == measure].value > 0).all():
             ax.set_yscale("log")  # (one step size gives a landscape range of exactly 0)
         for norm, group in frame[frame.measure == measure].groupby("norm", sort=False):
             _curve(ax, group, "step", norm)
         ax.set_title(measure.replace("_", " "))
         ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+        ax.legend(fontsize=8)
     return _save(fig, path)

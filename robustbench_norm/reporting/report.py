@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustbench_norm.data import dataset_info
 from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.norms.fingerprint import signature
 from robustbench_norm.reporting import html_page, plots
@@ -163,6 +164,8 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
+    dataset = tomllib.loads(report.run["suite_toml"]).get("dataset", "fashion-mnist-mini")
+    chance = 1.0 / dataset_info(dataset).num_classes
     images = [
         plots.accuracy_vs_parameter(
             report.frame,
@@ -171,22 +174,27 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
             "severity",
             "accuracy vs corruption severity",
             out / "corruptions.png",
+            chance=chance,
         ),
         plots.accuracy_vs_parameter(
             report.frame,
             "attack",
             "robust_accuracy",
-            "ε",
+            "ε (L∞: pixel units, L2: image norm)",
             "robust accuracy vs ε",
             out / "attacks.png",
+            chance=chance,
+            epsilon_axis=True,
         ),
         plots.accuracy_vs_parameter(
             report.frame,
             "noise",
             "accuracy",
-            "σ",
+            "σ (pixel units; 0 = clean)",
             "accuracy vs Gaussian noise σ",
             out / "noise.png",
+            chance=chance,
+            clean_at_zero=True,
         ),
         plots.accuracy_vs_batch_size(report.frame, out / "batch_size.png"),
         plots.training_curves(report.jobs, out / "training.png"),
