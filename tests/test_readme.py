@@ -13,11 +13,23 @@ from robustbench_norm.norms import registry
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"<!-- readme-test: (file (\S+)|commands) -->\n```\w*\n(.*?)```", re.S)
+PYTHON = re.compile(r"<!-- readme-test: python -->\n```python\n(.*?)```", re.S)
 
 
 def readme_blocks() -> list[tuple[str | None, str]]:
     """(file name or None for commands, block text), in README order."""
     return [(m.group(2), m.group(3)) for m in BLOCK.finditer(README.read_text())]
+
+
+def test_the_reading_a_leaderboard_block_runs_as_printed(capsys, monkeypatch):
+    blocks = PYTHON.findall(README.read_text())
+    assert blocks
+    monkeypatch.chdir(README.parent)
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "GN+ beats GN at every batch size" in out and "supported" in out
+    assert any(line.split()[1:2] == ["gnplus"] for line in out.splitlines() if line.strip())
 
 
 def test_the_bring_your_own_layer_section_runs_as_printed(tmp_path, monkeypatch, capsys):
