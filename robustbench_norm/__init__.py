@@ -42,6 +42,9 @@ _EXPORTS = {
     "Store": "suites.store",
     "write_report": "reporting.report",
     "compare_runs": "reporting.check",
+    "benchmark": "suites.external",
+    "InputAdapter": "adapters",
+    "StorageError": "errors",
 }
 
 __all__ = [
@@ -53,15 +56,18 @@ __all__ = [
     "EvoNormS0",
     "GNPlus",
     "GroupNorm",
+    "InputAdapter",
     "NoiseSequenceSpec",
     "NoiseSpec",
     "NormInputError",
     "RobustBenchError",
     "RunSettings",
+    "StorageError",
     "Store",
     "TrainSpec",
     "__version__",
     "available",
+    "benchmark",
     "build_model",
     "compare_runs",
     "convert_norms",
@@ -91,8 +97,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from robustbench_norm.adapters import InputAdapter
     from robustbench_norm.data import load_split
-    from robustbench_norm.errors import NormInputError, RobustBenchError
+    from robustbench_norm.errors import NormInputError, RobustBenchError, StorageError
     from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec, evaluate
     from robustbench_norm.models import build_model
     from robustbench_norm.norms import (
@@ -111,6 +118,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from robustbench_norm.reporting.check import compare_runs
     from robustbench_norm.reporting.report import write_report
     from robustbench_norm.suites.execute import RunSettings, run_suite
+    from robustbench_norm.suites.external import benchmark
     from robustbench_norm.suites.store import Store
     from robustbench_norm.suites.suite import load_suite
     from robustbench_norm.train import TrainSpec, load_trained, train

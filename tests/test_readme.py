@@ -12,13 +12,18 @@ from robustbench_norm.cli import main
 from robustbench_norm.norms import registry
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCK = re.compile(r"<!-- readme-test: (file (\S+)|commands) -->\n```\w*\n(.*?)```", re.S)
+BLOCK = re.compile(
+    r"<!-- readme-test: (file (\S+)|commands|python-here) -->\n```\w*\n(.*?)```", re.S
+)
 PYTHON = re.compile(r"<!-- readme-test: python -->\n```python\n(.*?)```", re.S)
 
 
-def readme_blocks() -> list[tuple[str | None, str]]:
-    """(file name or None for commands, block text), in README order."""
-    return [(m.group(2), m.group(3)) for m in BLOCK.finditer(README.read_text())]
+def readme_blocks() -> list[tuple[str, str | None, str]]:
+    """(kind, file name, block text), in README order; kind is file, commands or
+    python-here (Python run in the section's folder)."""
+    return [
+        (m.group(1).split()[0], m.group(2), m.group(3)) for m in BLOCK.finditer(README.read_text())
+    ]
 
 
 def test_the_reading_a_leaderboard_block_runs_as_printed(capsys, monkeypatch):
@@ -32,23 +37,28 @@ def test_the_reading_a_leaderboard_block_runs_as_printed(capsys, monkeypatch):
     assert any(line.split()[1:2] == ["gnplus"] for line in out.splitlines() if line.strip())
 
 
-def test_the_bring_your_own_layer_section_runs_as_printed(tmp_path, monkeypatch, capsys):
+def test_the_own_layer_and_own_model_sections_run_as_printed(tmp_path, monkeypatch, capsys):
     blocks = readme_blocks()
-    assert [name for name, _ in blocks] == ["my_norms.py", "mine.toml", None]
+    assert [kind for kind, _, _ in blocks] == ["file", "file", "commands", "python-here"]
     monkeypatch.chdir(tmp_path)
     try:
-        for name, text in blocks:
-            if name is not None:
+        for kind, name, text in blocks:
+            if kind == "file":
                 (tmp_path / name).write_text(text)
-                continue
-            for line in text.strip().splitlines():
-                argv = shlex.split(line)
-                assert argv[0] == "robustbench-norm"
-                assert main(argv[1:]) == 0, line
+            elif kind == "python-here":
+                exec(compile(text, "README.md", "exec"), {})
+            else:
+                for line in text.strip().splitlines():
+                    argv = shlex.split(line)
+                    assert argv[0] == "robustbench-norm"
+                    assert main(argv[1:]) == 0, line
         out = capsys.readouterr().out
         assert "rmsnorm" in out  # planned, run, in the headline
+        assert "resnet18-tv (external) clean accuracy" in out
         board = (tmp_path / "mine-leaderboard" / "README.md").read_text()
         assert "rmsnorm" in board and "bn" in board
+        assert main(["report", "--store", "mine.sqlite", "--out", "with-model"]) == 0
+        assert "resnet18-tv (external)" in (tmp_path / "with-model" / "README.md").read_text()
     finally:
         registry._REGISTRY.pop("rmsnorm", None)
         for module in [m for m in sys.modules if m.startswith("robustbench_norm_plugin_")]:

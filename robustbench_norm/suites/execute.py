@@ -116,23 +116,8 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
         test = load_split(
             job.train.dataset, "test", data_root=settings.data_root, download=settings.download
         ).subset(job.test_limit)
-        clean = evaluate(model, test, CleanSpec(), device=device)
-        rows.append({"family": "clean", **clean.metrics[0]})
-        flags = [("clean", "clean", None, clean.clean_correct)]
-        warnings = []
-        for evaluation in job.evaluations:
-            res = evaluate(
-                model,
-                test.subset(evaluation.limit),
-                evaluation.spec,
-                device=device,
-                cache_dir=settings.cache_dir,
-                quiet=settings.quiet,
-            )
-            # each family's own clean row is left out: clean accuracy is the full-subset one
-            rows += [{"family": res.family, **m} for m in res.metrics if m["name"] != "clean"]
-            flags += [(res.family, c.name, c.parameter, c.correct) for c in res.conditions]
-            warnings += res.warnings
+        evaluated, flags, warnings = evaluate_all(model, test, job.evaluations, device, settings)
+        rows += evaluated
         return outcome("done", flags, warnings)
     except StorageError:
         raise  # the disk, not the job: stop the run (rerunning resumes it)
@@ -141,6 +126,31 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
         return JobOutcome(
             job.key, "failed", detail, None, time.perf_counter() - started, {}, [], [], []
         )
+
+
+def evaluate_all(
+    model, test, evaluations, device, settings: RunSettings
+) -> tuple[list, list, list]:
+    """Clean accuracy and every evaluation of a job on ``model``: the tidy result rows, the
+    per-example flags and the sanity warnings, as a store records them."""
+    clean = evaluate(model, test, CleanSpec(), device=device)
+    rows = [{"family": "clean", **clean.metrics[0]}]
+    flags = [("clean", "clean", None, clean.clean_correct)]
+    warnings: list[str] = []
+    for evaluation in evaluations:
+        res = evaluate(
+            model,
+            test.subset(evaluation.limit),
+            evaluation.spec,
+            device=device,
+            cache_dir=settings.cache_dir,
+            quiet=settings.quiet,
+        )
+        # each family's own clean row is left out: clean accuracy is the full-subset one
+        rows += [{"family": res.family, **m} for m in res.metrics if m["name"] != "clean"]
+        flags += [(res.family, c.name, c.parameter, c.correct) for c in res.conditions]
+        warnings += res.warnings
+    return rows, flags, warnings
 
 
 STABILITY_MEASURES = (

@@ -1,0 +1,166 @@
+"""Your own model on a suite's evaluations, recorded next to the suite's trained models.
+
+``benchmark(model, suite, name=...)`` checks the model against the input contract (adapters.py),
+runs every evaluation of the suite on it (clean, noise, corruptions, attacks: the same images,
+draws and seeds as the trained models saw), and records it in the store as a new run: the latest
+finished run of the suite plus this model, so ``report`` puts it on the leaderboard as a row
+``NAME (external)`` beside the trained layers. Its job is keyed by the model's weights, class
+and the evaluation code: benchmarking the same model again reuses the stored result.
+
+An external model has no training runs behind it: it is one model, not a draw of a training
+process, so its cells show its single value and the claims (which compare layers) ignore it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from robustbench_norm.data import dataset_info, load_split
+from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.provenance import provenance
+from robustbench_norm.specs import code_version, spec_key
+from robustbench_norm.suites.execute import RunSettings, evaluate_all
+from robustbench_norm.suites.store import DEFAULT_STORE, JobOutcome, Store
+from robustbench_norm.suites.suite import EVAL_CODE, Suite, load_suite
+from robustbench_norm.train import resolve_device
+
+#: appended to the name of an external model's row, so it is never read as a trained layer
+EXTERNAL = " (external)"
+
+
+@dataclass
+class BenchmarkResult:
+    run_id: int
+    job_id: int
+    label: str
+    #: tidy rows: family, name, parameter, metric, value
+    rows: list[dict]
+    warnings: list[str]
+    reused: bool
+
+    @property
+    def clean_accuracy(self) -> float:
+        return next(r["value"] for r in self.rows if r["family"] == "clean")
+
+
+def benchmark(
+    model: nn.Module,
+    suite: Suite | str | Path,
+    *,
+    name: str,
+    store: str | Path = DEFAULT_STORE,
+    run: str | int = "latest",
+    settings: RunSettings | None = None,
+) -> BenchmarkResult:
+    """Evaluate ``model`` on ``suite`` and record it beside the suite's run ``run`` (its latest
+    finished one by default; none needed: without one the new run holds only this model)."""
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    settings = settings or RunSettings(quiet=True)  # where data and the corruption cache live
+    device = resolve_device(settings.device)
+    model = model.to(device).eval()
+    check_contract(model, suite.dataset, device)
+    label = name + EXTERNAL
+    identity = {
+        "name": name,
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "weights_sha256": _weights_hash(model),
+    }
+    spec = {
+        "label": label,
+        "external": identity,
+        "evaluations": [e.to_dict() for e in suite.evaluations],
+        "test_limit": suite.test_limit,
+        "dataset": suite.dataset,
+    }
+    key = spec_key(spec, code_version(*EVAL_CODE))
+    with Store.open(store) as s:
+        base = _base_run(s, run, suite.name)
+        base_jobs = s.jobs_of_run(base) if base is not None else []
+        labels = {
+            "model": base_jobs[0]["model"] if base_jobs else "external",
+            "norm": label,
+            "batch_size": base_jobs[0]["batch_size"] if base_jobs else 0,
+            "seed": 0,
+            "regularizer": "none",
+        }
+        facts = {**provenance(), "external_model": identity, "based_on_run": base}
+        run_id = s.start_run(suite.name, suite.hash, suite.text, facts)
+        for job in base_jobs:
+            s.link(run_id, job["key"], job["id"])
+        if base is not None:
+            s.save_fingerprints(run_id, s.fingerprints_of_run(base))
+        job_id = s.finished_job(key)
+        reused = job_id is not None
+        if reused:
+            s.link(run_id, key, job_id)
+            tidy = ("family", "name", "parameter", "metric", "value")
+            rows = [
+                {k: r[k] for k in tidy} for r in s.results_of_run(run_id) if r["job_id"] == job_id
+            ]
+            warnings = next(j["warnings"] for j in s.jobs_of_run(run_id) if j["id"] == job_id)
+        else:
+            job_id = s.add_job(run_id, key, spec, labels, "running")
+            started = time.perf_counter()
+            test = load_split(
+                suite.dataset, "test", data_root=settings.data_root, download=settings.download
+            ).subset(suite.test_limit)
+            rows, flags, warnings = evaluate_all(model, test, suite.evaluations, device, settings)
+            s.record(
+                job_id,
+                JobOutcome(
+                    key,
+                    "done",
+                    None,
+                    None,
+                    time.perf_counter() - started,
+                    {},
+                    [],
+                    rows,
+                    flags,
+                    warnings,
+                ),
+            )
+        s.finish_run(run_id)
+    return BenchmarkResult(run_id, job_id, label, rows, warnings, reused)
+
+
+def check_contract(model: nn.Module, dataset: str, device: torch.device) -> None:
+    """Fail with the fix when ``model`` does not take the dataset's [0, 1] images or does not
+    return one logit per class."""
+    info = dataset_info(dataset)
+    probe = torch.rand(2, info.in_channels, 32, 32, device=device)
+    try:
+        with torch.no_grad():
+            out = model(probe)
+    except RuntimeError as e:
+        raise RobustBenchError(
+            f"the model failed on {dataset}'s input, float (N, {info.in_channels}, 32, 32) in "
+            f"[0, 1] ({str(e).splitlines()[0]}); wrap it in robustbench_norm.InputAdapter(model, "
+            "channels=..., mean=..., std=...) to change channels and normalize inside"
+        ) from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, info.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise RobustBenchError(
+            f"the model returned {shape} for 2 images; the benchmark needs (2, "
+            f"{info.num_classes}) logits, one per class of {dataset}"
+        )
+
+
+def _base_run(store: Store, ref: str | int, suite: str) -> int | None:
+    if ref == "latest" and not store.runs(suite):
+        return None
+    return store.resolve_run(ref, suite)
+
+
+def _weights_hash(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
