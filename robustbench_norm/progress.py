@@ -47,6 +47,7 @@ class LineProgress(_Silent):
         self.done = self.initial = initial
         self.started = self.last = time.monotonic()
         self.postfix = ""
+        self.shown = -1  # the count of the last line printed
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -60,10 +61,11 @@ class LineProgress(_Silent):
 
     def close(self) -> None:
         now = time.monotonic()
-        if now - self.started >= LINE_EVERY:  # short work needs no closing line
+        if now - self.started >= LINE_EVERY and self.shown != self.done:  # short work: none
             self._line(now)
 
     def _line(self, now: float) -> None:
+        self.shown = self.done
         elapsed = now - self.started
         parts = [f"{self.desc}: {self.done}/{self.total} {self.unit}s"]
         if self.total:
