@@ -67,13 +67,6 @@ class JobClaims:
         self._held.add(key)
         return None
 
-    def holder(self, key: str) -> Holder | None:
-        """The live process (not this one) holding ``key``, if any."""
-        row = self.store.conn.execute("SELECT * FROM claims WHERE key = ?", (key,)).fetchone()
-        if row is None or row["owner"] == self.owner or not self._alive(row):
-            return None
-        return Holder(row["host"], row["pid"])
-
     def release(self, key: str) -> None:
         with self.store.transaction() as c:
             c.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))

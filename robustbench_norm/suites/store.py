@@ -20,8 +20,6 @@ and read as it is when opened read-only; a newer one is refused with a clear mes
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
 import sys
 import time
@@ -36,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from robustbench_norm.errors import RobustBenchError, StorageError
+from robustbench_norm.suites.sqlite_io import check_writable, connect_read_only, storage_error
 from robustbench_norm.suites.store_schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 DEFAULT_STORE = Path("results") / "robustbench.sqlite"
@@ -107,13 +106,13 @@ class Store:
         if not path.exists() and (not create or read_only):
             raise RobustBenchError(f"store {path} does not exist; run a suite first (--store)")
         if read_only:
-            conn = _connect_read_only(path)
+            conn = connect_read_only(path)
         else:
-            _check_writable(path)
+            check_writable(path)
             try:
                 conn = sqlite3.connect(path, timeout=1.0, isolation_level=None)
             except sqlite3.Error as e:
-                raise _storage_error(path, e) from None
+                raise storage_error(path, e) from None
         conn.row_factory = sqlite3.Row
         store = cls(path, conn, lock_timeout)
         try:
@@ -126,7 +125,7 @@ class Store:
             store._migrate(read_only)
         except sqlite3.Error as e:
             conn.close()
-            raise _storage_error(path, e) from None
+            raise storage_error(path, e) from None
         except BaseException:
             conn.close()
             raise
@@ -170,7 +169,7 @@ class Store:
                 break
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
-                    raise _storage_error(self.path, e) from None
+                    raise storage_error(self.path, e) from None
             waited = time.monotonic() - started
             if waited >= self.lock_timeout:
                 raise StorageError(
@@ -193,14 +192,14 @@ class Store:
             with suppress(sqlite3.Error):  # SQLite may have rolled back (e.g. a full disk)
                 self.conn.execute("ROLLBACK")
             if isinstance(e, sqlite3.Error):
-                raise _storage_error(self.path, e) from None
+                raise storage_error(self.path, e) from None
             raise
         try:
             self.conn.execute("COMMIT")
         except sqlite3.Error as e:
             with suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
-            raise _storage_error(self.path, e) from None
+            raise storage_error(self.path, e) from None
 
     def _migrate(self, read_only: bool = False) -> None:
         try:
@@ -502,77 +501,3 @@ class Store:
             (r["family"], r["name"], r["parameter"]): unpack_flags(r["correct"], r["count"])
             for r in rows
         }
-
-
-# -- opening and failing ------------------------------------------------------------------------
-
-
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    """A connection that cannot write. A WAL store on a read-only file system cannot create
-    its ``-shm`` file, so ``mode=ro`` fails there; ``immutable=1`` then reads it as it is
-    (safe: nothing can write to a read-only file system either)."""
-    uri = f"file:{path.resolve()}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=1.0)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return conn
-    except sqlite3.OperationalError as e:
-        if "unable to open" not in str(e) and "readonly" not in str(e):
-            raise _storage_error(path, e) from None
-    except sqlite3.Error as e:
-        raise _storage_error(path, e) from None
-    try:
-        conn = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=1.0)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.Error as e:
-        raise _storage_error(path, e) from None
-    return conn
-
-
-def _check_writable(path: Path) -> None:
-    """A writable store needs its folder (for the WAL files) and itself to be writable."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StorageError(
-            f"cannot create the folder of store {path}: {e.strerror} ({e.filename}); pass "
-            "--store a path in a writable folder"
-        ) from None
-    for target in (path.parent, path) if path.exists() else (path.parent,):
-        if not os.access(target, os.W_OK):
-            raise StorageError(
-                f"store {path} is not writable ({target} is read-only: a read-only file system "
-                "or missing permission). Commands that only read it (list, report, check) "
-                "work; to run, pass --store a writable path or copy the store"
-            )
-
-
-def _free_bytes(folder: Path) -> int | None:
-    try:
-        return shutil.disk_usage(folder).free
-    except OSError:
-        return None
-
-
-def _storage_error(path: Path, e: sqlite3.Error) -> StorageError:
-    text = str(e)
-    free = _free_bytes(path.parent)
-    if "full" in text or ("disk I/O" in text and free is not None and free < 1 << 20):
-        advice = (
-            f"the disk is full ({(free or 0) // 1024} kB free); free space and rerun the same "
-            "command (stored jobs are kept)"
-        )
-    elif "readonly" in text or "read-only" in text:
-        advice = "it is read-only; pass --store a writable path"
-    elif "not a database" in text:
-        advice = "it is not an SQLite file, so not a robustbench-norm store; pass another --store"
-    elif "malformed" in text:
-        advice = (
-            "it is damaged; restore it from a copy (a published store: git checkout -- "
-            f"{path}) or start a new store with --store"
-        )
-    elif "unable to open" in text:
-        advice = "check that the path exists and is readable"
-    else:
-        advice = "see the SQLite message"
-    return StorageError(f"store {path}: {text} — {advice}")

@@ -1,0 +1,354 @@
+"""The commands: each takes the parsed arguments, calls the library and prints; the exit
+codes they return are defined here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from robustbench_norm.errors import RobustBenchError
+
+#: kept here (not imported from store) so that `--help` does not import torch
+DEFAULT_STORE_PATH = Path("results") / "robustbench.sqlite"
+
+#: exit codes: 0 success; 1 `check` found a regression; 2 a usage error or a fault of the machine
+#: (one-line message, no traceback); 3 `run` finished but some jobs failed (their errors are in
+#: the store and the summary); 130 interrupted (Ctrl-C)
+EXIT_OK, EXIT_REGRESSION, EXIT_USER_ERROR, EXIT_JOBS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 check found a regression (fingerprint changes too); 2 a usage "
+    "error or a fault such as a full disk or a damaged store (a one-line message; --debug "
+    "shows the traceback); 3 run finished but some jobs failed (listed); 130 interrupted "
+    "(rerun the same command to resume)."
+)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "runs":
+        from robustbench_norm.suites.store import Store
+
+        with Store.open(args.store, read_only=True) as store:
+            for r in store.runs():
+                print(
+                    f"{r['id']:>4}  {r['suite']:<12}{r['status']:<10}{r['started']}  "
+                    f"{r['finished'] or ''}"
+                )
+        return EXIT_OK
+    for name, text in _listing(args.what).items():
+        print(f"{name:<20}{text}")
+    return EXIT_OK
+
+
+def _listing(what: str) -> dict[str, str]:
+    if what == "norms":
+        from robustbench_norm.norms import describe
+
+        return describe()
+    if what == "models":
+        from robustbench_norm.models import MODELS
+
+        return {n: f"{d} (default width {w})" for n, (_, w, d) in sorted(MODELS.items())}
+    if what == "datasets":
+        from robustbench_norm.data import DATASETS
+
+        return {n: info.description for n, (info, _) in sorted(DATASETS.items())}
+    if what == "corruptions":
+        from robustbench_norm.perturb.corruptions import COMMON, VALIDATION
+
+        return {**{n: "common" for n in COMMON}, **{n: "validation" for n in VALIDATION}}
+    from robustbench_norm.perturb.attacks import ATTACKS, DEFAULT_EPSILONS, format_epsilon
+
+    return {
+        n: f"L{'∞' if norm == 'linf' else '2'}, {'fixed budget' if fixed else 'minimal'}"
+        f", default ε {' '.join(format_epsilon(e) for e in DEFAULT_EPSILONS[norm])}"
+        for n, (norm, fixed) in ATTACKS.items()
+    }
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from robustbench_norm.suites.plan import describe_plan
+    from robustbench_norm.suites.suite import load_suite
+
+    print(describe_plan(load_suite(args.suite), args.store))
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from robustbench_norm.suites.execute import RunSettings, run_suite
+    from robustbench_norm.suites.store import Store
+    from robustbench_norm.suites.suite import load_suite
+
+    suite = load_suite(args.suite)
+    settings = RunSettings(
+        plugins=tuple(args.plugin),
+        workdir=args.workdir,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        data_root=args.data_root,
+        download=args.download,
+        fresh=args.fresh,
+        quiet=args.quiet,
+        threads=args.threads,
+    )
+
+    def report(job, outcome) -> None:
+        if not args.quiet:
+            t = job.train
+            print(
+                f"  {t.model}/{job.label}/bs{t.batch_size}/seed{t.seed}/{job.regularizer}: "
+                f"{outcome.status} in {outcome.wall_seconds:.0f}s",
+                file=sys.stderr,
+            )
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    with Store.open(args.store) as store:
+        say(f"running suite {suite.name!r}: {len(suite.jobs)} jobs into {args.store}")
+        summary = run_suite(
+            suite,
+            store,
+            settings,
+            executor=args.executor,
+            jobs=args.jobs,
+            ray_address=args.ray_address,
+            ray_cpus=args.ray_cpus,
+            ray_gpus=args.ray_gpus,
+            on_job=report,
+            say=say,
+        )
+    print(
+        f"run {summary.run_id} of suite {suite.name!r}: {summary.total} jobs, "
+        f"{summary.reused} reused, {summary.executed} executed, {len(summary.diverged)} "
+        f"diverged, {len(summary.failed)} failed (store {args.store})"
+    )
+    _print_headline(args.store, summary.run_id, suite.name)
+    for line in summary.failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    return EXIT_JOBS_FAILED if summary.failed else EXIT_OK
+
+
+def _print_headline(store_path: str, run_id: int, suite: str) -> None:
+    """The run's headline numbers and where the full leaderboard comes from."""
+    from robustbench_norm.reporting.headline import headline
+    from robustbench_norm.reporting.report import build_report
+    from robustbench_norm.suites.store import Store
+
+    try:
+        with Store.open(store_path, read_only=True) as store:
+            text = headline(build_report(store, run_id))
+    except RobustBenchError:  # no finished job to show
+        return
+    if text:
+        print("\nheadline (per norm; 95 % intervals from 3 runs on, else each run's value):")
+        print(text)
+    print(
+        f"\nthe full leaderboard (every table, the claims, plots): robustbench-norm report "
+        f"--suite {suite} --store {store_path}"
+    )
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from robustbench_norm.reporting.report import publish
+    from robustbench_norm.suites.store import Store
+
+    with Store.open(args.store, read_only=True) as store:
+        run_id = store.resolve_run(args.run, args.suite)
+        suite = store.run(run_id)["suite"]
+        root = Path("leaderboards") if args.publish else Path("results") / "leaderboards"
+        out = Path(args.out or root / suite)
+        paths = publish(store, run_id, out)
+    print(
+        f"leaderboard of run {run_id} ({suite}) written to {out}/: "
+        + ", ".join(p.name for p in paths)
+    )
+    if not args.publish and args.out is None:
+        print(f"publish it into leaderboards/{suite}/ with: report --suite {suite} --publish")
+    return EXIT_OK
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from robustbench_norm.reporting.check import GateSettings, compare_runs, parse_run_ref
+    from robustbench_norm.reporting.check_text import format_report
+    from robustbench_norm.suites.store import Store
+    from robustbench_norm.suites.suite import CheckSettings, load_suite
+
+    suite = load_suite(args.suite) if args.suite else None
+    defaults = suite.check if suite else CheckSettings()
+    baseline = args.baseline or defaults.baseline
+    if baseline is None:
+        raise RobustBenchError(
+            "check: --baseline is required (or a suite with [check].baseline), e.g. "
+            "--baseline leaderboards/smoke/store.sqlite:latest"
+        )
+    settings = GateSettings(
+        primary=tuple(args.metrics or defaults.primary),
+        secondary=tuple(defaults.secondary if args.secondary is None else args.secondary),
+        alpha=defaults.alpha if args.alpha is None else args.alpha,
+        tolerance=defaults.tolerance if args.tolerance is None else args.tolerance,
+        detect=defaults.detect if args.detect is None else args.detect,
+        accept_changes=args.accept_changes,
+    )
+    settings.validate()  # before any store is opened: a usage error costs nothing
+    bpath, bref = parse_run_ref(baseline, args.store)
+    cpath, cref = parse_run_ref(args.candidate, args.store)
+    with Store.open(bpath, read_only=True) as bstore, Store.open(cpath, read_only=True) as cstore:
+        # with --suite, `latest` means the newest run of that suite in each store
+        name = suite.name if suite else None
+        brun, crun = bstore.resolve_run(bref, name), cstore.resolve_run(cref, name)
+        report = compare_runs((bstore, brun), (cstore, crun), settings)
+    if args.json == "-":
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(format_report(report))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    return EXIT_REGRESSION if report.regression else EXIT_OK
+
+
+def _cmd_fingerprint(args: argparse.Namespace) -> int:
+    from robustbench_norm.norms.fingerprint import compare_fingerprints, fingerprints, signature
+    from robustbench_norm.reporting.check import parse_run_ref
+    from robustbench_norm.suites.store import Store
+    from robustbench_norm.suites.suite import load_suite
+
+    suite = load_suite(args.suite)
+    prints = fingerprints(suite.norm_configs())
+    if args.json:
+        Path(args.json).write_text(json.dumps(prints, indent=1) + "\n")
+    if args.compare is None:
+        print(f"fingerprints of suite {suite.name!r} (canary losses over 3 float64 SGD steps):")
+        for label, fp in prints.items():
+            print(f"  {label:<18}{len(fp['entries']):>4} entries   {signature(fp)}")
+        return EXIT_OK
+    path, ref = parse_run_ref(args.compare, args.store)
+    with Store.open(path, read_only=True) as store:
+        run_id = store.resolve_run(ref)
+        stored = store.fingerprints_of_run(run_id)
+    if not stored:
+        raise RobustBenchError(
+            f"run {run_id} of {path} has no fingerprints (made before they existed); compare "
+            "with a newer run"
+        )
+    diffs = compare_fingerprints(stored, prints)
+    print(f"this code's layers vs the fingerprints of {path}:{run_id}")
+    for d in diffs:
+        print(f"  {d.label:<18}{d.describe()}")
+    return EXIT_REGRESSION if any(d.status == "changed" for d in diffs) else EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from robustbench_norm.data import load_split
+    from robustbench_norm.norms import options_for
+    from robustbench_norm.train import TrainSpec, accuracy, load_trained, resolve_device, train
+
+    test = load_split(args.dataset, "test", data_root=args.data_root, download=args.download)
+    device = resolve_device(args.device)
+    per_norm = options_for(args.norm, dict(args.norm_option))
+    rows = []
+    for norm in args.norm:
+        spec = TrainSpec(
+            model=args.model,
+            norm=norm,
+            norm_options=per_norm[norm],
+            width=args.width,
+            dataset=args.dataset,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            steps=args.steps,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            lr_scaling=args.lr_scaling,
+            schedule=args.schedule,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            augment=not args.no_augment,
+            dropout=args.dropout,
+            mixup_alpha=args.mixup,
+            perturbation={"mode": args.perturbation},
+            stability={"every": args.stability_every},
+            precision=args.precision,
+            channels_last=args.channels_last,
+            compile=args.compile,
+        )
+        result = train(
+            spec,
+            args.workdir,
+            device=device,
+            data_root=args.data_root,
+            download=args.download,
+            quiet=args.quiet,
+        )
+        model, _ = load_trained(result.checkpoint, device)
+        acc = accuracy(model, test, device=str(device)) if result.status == "done" else None
+        rows.append((norm, result, acc))
+        if not args.quiet:
+            print(f"{norm}: {result.status} after {result.steps} steps", file=sys.stderr)
+    print(f"{'norm':<12}{'status':<10}{'steps':>6}{'last loss':>11}{'test acc':>10}{'seconds':>9}")
+    for norm, r, acc in rows:
+        loss = r.log["loss"][-1] if r.log.get("loss") else float("nan")
+        shown = f"{acc:.4f}" if acc is not None else "—"
+        print(f"{norm:<12}{r.status:<10}{r.steps:>6}{loss:>11.4f}{shown:>10}{r.wall_seconds:>9.1f}")
+    print(f"checkpoints under {args.workdir}/checkpoints/ ({len(test)} test images)")
+    return EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from robustbench_norm.data import load_split
+    from robustbench_norm.evaluate import (
+        CleanSpec,
+        CorruptionSpec,
+        NoiseSequenceSpec,
+        NoiseSpec,
+        evaluate,
+    )
+    from robustbench_norm.perturb.attacks import AttackSpec
+    from robustbench_norm.perturb.corruptions import ALL
+    from robustbench_norm.train import load_trained, resolve_device
+
+    device = resolve_device(args.device)
+    model, payload = load_trained(args.checkpoint, device)
+    dataset = args.dataset or payload["spec"]["dataset"]
+    split = load_split(dataset, "test", data_root=args.data_root, download=args.download)
+    split = split.subset(args.limit)
+    specs = [CleanSpec()]
+    if args.noise is not None:
+        specs.append(NoiseSpec(sigmas=tuple(args.noise)) if args.noise else NoiseSpec())
+    if args.noise_sequence:
+        specs.append(NoiseSequenceSpec())
+    if args.corruptions is not None:
+        names = ALL if args.corruptions in ([], ["all"]) else tuple(args.corruptions)
+        specs.append(
+            CorruptionSpec(
+                names=names, severities=tuple(args.severities), corruptions_dir=args.corruptions_dir
+            )
+        )
+    for name in args.attack:
+        specs.append(AttackSpec(name, epsilons=tuple(args.epsilons or ()), steps=args.steps))
+    print(
+        f"{args.checkpoint}: {payload['spec']['model']}/{payload['spec']['norm']} on "
+        f"{dataset} test ({len(split)} images)"
+    )
+    warnings = []
+    for spec in specs if len(specs) == 1 else specs[1:]:
+        result = evaluate(
+            model,
+            split,
+            spec,
+            batch_size=args.batch_size,
+            device=device,
+            cache_dir=args.cache_dir,
+            quiet=args.quiet,
+        )
+        print(f"\n{result.family}")
+        print(f"  {'name':<18}{'parameter':>11}  {'metric':<26}{'value':>8}")
+        for row in result.metrics:
+            parameter = "" if row["parameter"] is None else f"{row['parameter']:.4g}"
+            print(f"  {row['name']:<18}{parameter:>11}  {row['metric']:<26}{row['value']:>8.4f}")
+        warnings += result.warnings
+    for w in warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
+    return EXIT_OK
