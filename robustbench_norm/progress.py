@@ -1,6 +1,6 @@
-"""One rule for progress: a bar on a terminal, a line every half minute in logs and CI (with the
-elapsed time and an ETA), nothing with --quiet. A log that stays silent for ten minutes looks
-exactly like a hung job."""
+"""One rule for progress: a bar on a terminal; in logs and CI a line at every milestone (an
+epoch, an evaluation family) and at least every half minute, with the elapsed time and an ETA;
+nothing with --quiet. A log that stays silent for ten minutes looks exactly like a hung job."""
 
 from __future__ import annotations
 
@@ -19,6 +19,20 @@ def progress_bar(total: int, desc: str, unit: str, quiet: bool = False, initial:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=False)
+
+
+def mark(bar, label: str) -> None:
+    """A milestone of ``bar``'s work (e.g. ``epoch 2/5``): a line in a log, nothing on a
+    terminal (the bar shows it) or when quiet."""
+    if isinstance(bar, LineProgress):
+        bar.line(label)
+
+
+def note(text: str, quiet: bool = False) -> None:
+    """A one-off progress line for logs (a finished evaluation family); silent on a terminal,
+    where bars already show the work, and when quiet."""
+    if not quiet and not sys.stderr.isatty():
+        print(text, file=sys.stderr, flush=True)
 
 
 class _Silent:
@@ -64,10 +78,17 @@ class LineProgress(_Silent):
         if now - self.started >= LINE_EVERY and self.shown != self.done:  # short work: none
             self._line(now)
 
-    def _line(self, now: float) -> None:
+    def line(self, label: str = "") -> None:
+        """Print the state now (``label``: what was just reached)."""
+        self.last = time.monotonic()
+        self._line(self.last, label)
+
+    def _line(self, now: float, label: str = "") -> None:
         self.shown = self.done
         elapsed = now - self.started
-        parts = [f"{self.desc}: {self.done}/{self.total} {self.unit}s"]
+        parts = [
+            f"{self.desc}: {label + ', ' if label else ''}{self.done}/{self.total} {self.unit}s"
+        ]
         if self.total:
             parts[0] += f" ({100 * self.done / self.total:.0f} %)"
         parts.append(f"{_clock(elapsed)} elapsed")

@@ -33,7 +33,7 @@ from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.models import MODELS, build_model
 from robustbench_norm.norms import GNPlus, available, is_norm_layer, make_norm
 from robustbench_norm.norms.registry import layer_identity, layer_origin
-from robustbench_norm.progress import progress_bar
+from robustbench_norm.progress import mark, progress_bar
 from robustbench_norm.specs import check_seed, code_version, spec_key
 
 #: the source a training result depends on (its cache key changes with any of these files)
@@ -544,6 +544,7 @@ def train(
                 state["step"] = step + 1
                 progress.update(1)
                 progress.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
+            mark(progress, f"epoch {epoch + 1}/{epochs}")
             if state["diverged_step"] is not None or state["step"] >= total:
                 break
             state["epoch"] = epoch + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import shlex
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from robustbench_norm.cli import build_parser, main
+from robustbench_norm.cli.commands import DEFAULT_STORE_PATH
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.suites.suite import load_suite
 from robustbench_norm.version import __version__
@@ -82,7 +84,15 @@ def test_every_help_example_parses_and_the_self_contained_ones_run(capsys):
         paths = [a.split(":")[0] for a in argv if "/" in a and not a.startswith(("/tmp", "1/"))]
         paths = [p for p in paths if not p.endswith(("/255", "/8/255"))]
         placeholders = any(a in ("CKPT", "3", "12") or "KEY" in a for a in argv)
-        needs = ("--device" in argv, "--executor" in argv, command in ("run", "train", "report"))
+        # a bare run reference (`--candidate latest`) reads the default results store
+        bare_ref = any(b in ("--baseline", "--candidate") and ":" not in a
+                       for b, a in itertools.pairwise(argv))  # fmt: skip
+        needs = (
+            "--device" in argv,
+            "--executor" in argv,
+            command in ("run", "train", "report"),
+            bare_ref and not DEFAULT_STORE_PATH.exists(),
+        )
         if all(Path(p).exists() for p in paths) and not placeholders and not any(needs):
             code = main(argv)
             capsys.readouterr()
@@ -126,9 +136,11 @@ def test_progress_in_a_log_is_a_line_with_elapsed_time_and_an_eta(monkeypatch, c
     bar.set_postfix(loss="0.912", refresh=False)
     bar.update(50)
     bar.close()
+    progress.mark(bar, "epoch 1/2")  # a milestone prints at once, whatever the clock
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("resnet20/gnplus: 50/200 steps (25 %), 0:00 elapsed, ETA 0:00")
     assert lines[1].endswith("loss=0.912") and "100/200 steps (50 %)" in lines[1]
+    assert lines[2].startswith("resnet20/gnplus: epoch 1/2, 100/200 steps (50 %)")
 
 
 def test_run_ends_with_the_headline_table(tmp_path, capsys):

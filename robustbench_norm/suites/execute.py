@@ -29,7 +29,7 @@ from robustbench_norm.evaluate import CleanSpec, evaluate
 from robustbench_norm.norms.fingerprint import fingerprints
 from robustbench_norm.perturb.corruptions import CorruptionCache
 from robustbench_norm.plugins import load_plugins
-from robustbench_norm.progress import progress_bar
+from robustbench_norm.progress import note, progress_bar
 from robustbench_norm.provenance import provenance
 from robustbench_norm.suites.job_claims import JobClaims
 from robustbench_norm.suites.store import JobOutcome, Store
@@ -138,6 +138,7 @@ def evaluate_all(
     flags = [("clean", "clean", None, clean.clean_correct)]
     warnings: list[str] = []
     for evaluation in evaluations:
+        started = time.perf_counter()
         res = evaluate(
             model,
             test.subset(evaluation.limit),
@@ -150,6 +151,9 @@ def evaluate_all(
         rows += [{"family": res.family, **m} for m in res.metrics if m["name"] != "clean"]
         flags += [(res.family, c.name, c.parameter, c.correct) for c in res.conditions]
         warnings += res.warnings
+        seconds = time.perf_counter() - started
+        note(f"  evaluated {res.family} ({len(res.conditions)} conditions) in {seconds:.0f} s",
+             settings.quiet)  # fmt: skip
     return rows, flags, warnings
 
 
