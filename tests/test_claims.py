@@ -147,9 +147,35 @@ def test_sensitivity_uses_the_relative_drop():
     # absolute drops: BN 0.2 > GN 0.1; relative: GN 0.5 > BN 0.25 → supported, with a caution
     assert out.verdict == SUPPORTED and "Caution" in out.evidence
     assert "Δ +0.24" in out.evidence
+    # GN's and BN's clean accuracies do not overlap: no matched comparison, and it says so
+    assert "not estimable (clean accuracies do not overlap)" in out.evidence
 
 
 # -- statistics by hand -------------------------------------------------------------------------
+
+
+def test_matched_difference_is_the_ancova_group_coefficient_by_hand():
+    """Perturbed accuracy at equal clean accuracy: y = c + s·x + δ·[a], fitted by the normal
+    equations written out here, and refused where the x ranges do not overlap."""
+    xa, ya = [0.60, 0.65, 0.70, 0.72], [0.50, 0.55, 0.57, 0.61]
+    xb, yb = [0.62, 0.68, 0.74, 0.78], [0.46, 0.50, 0.56, 0.58]
+    m = statistics.matched_difference(xa, ya, xb, yb)
+    x = np.array(xa + xb)
+    y = np.array(ya + yb)
+    design = np.column_stack([np.ones(8), x, [1, 1, 1, 1, 0, 0, 0, 0]])
+    xtx_inv = np.linalg.inv(design.T @ design)
+    beta = xtx_inv @ design.T @ y
+    resid = y - design @ beta
+    se = math.sqrt(resid @ resid / 5 * xtx_inv[2, 2])
+    assert m.delta == pytest.approx(beta[2]) and m.slope == pytest.approx(beta[1])
+    assert m.se == pytest.approx(se) and m.df == 5
+    assert m.p_value == pytest.approx(2 * stats.t.sf(abs(beta[2]) / se, 5))
+    assert m.ci_low == pytest.approx(beta[2] - stats.t.ppf(0.975, 5) * se)
+    # the planted gap: group a sits about 0.07 higher at the same clean accuracy
+    assert 0.03 < m.delta < 0.11
+    # no overlap of clean accuracy: an extrapolation, refused; too few runs: refused
+    assert statistics.matched_difference([0.3, 0.35], [0.2, 0.25], [0.7, 0.8], [0.5, 0.6]) is None
+    assert statistics.matched_difference([0.6], [0.5], [0.6, 0.7], [0.5, 0.6]) is None
 
 
 def test_welch_equivalence_and_variance_ratio_by_hand():

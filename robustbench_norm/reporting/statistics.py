@@ -236,3 +236,47 @@ def mean_interval(
 def finite_or_none(x: float | None) -> float | None:
     """JSON has no NaN or infinity: a value that is not finite becomes null."""
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+@dataclass(frozen=True)
+class MatchedDifference:
+    """Group difference in y at equal x, from one common slope (ANCOVA over runs)."""
+
+    delta: float  # y of group a − y of group b at the same x
+    se: float
+    df: int
+    ci_low: float
+    ci_high: float
+    p_value: float  # two-sided
+    slope: float
+
+
+def matched_difference(
+    x_a: Sequence[float], y_a: Sequence[float], x_b: Sequence[float], y_b: Sequence[float]
+) -> MatchedDifference | None:
+    """Least squares y = c + s·x + δ·[group a] over both groups' runs: δ compares the groups at
+    the same x (e.g. noise accuracy at equal clean accuracy), assuming one slope for both.
+
+    None when it cannot be estimated honestly: fewer than 2 runs a side, no residual degree of
+    freedom, or x ranges that do not overlap (δ would then be an extrapolation of the slope
+    across a gap no run covers)."""
+    xa, ya, xb, yb = (np.asarray(v, dtype=float) for v in (x_a, y_a, x_b, y_b))
+    if min(len(xa), len(xb)) < 2 or len(xa) + len(xb) < 4:
+        return None
+    if xa.max() < xb.min() or xb.max() < xa.min():
+        return None
+    x = np.concatenate([xa, xb])
+    y = np.concatenate([ya, yb])
+    design = np.column_stack([np.ones_like(x), x, np.r_[np.ones(len(xa)), np.zeros(len(xb))]])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    df = len(y) - 3
+    residual = y - design @ coef
+    sigma2 = float(residual @ residual) / df
+    cov = sigma2 * np.linalg.pinv(design.T @ design)
+    delta, se = float(coef[2]), math.sqrt(max(float(cov[2, 2]), 0.0))
+    if se == 0:
+        p = 0.0 if delta != 0 else 1.0
+        return MatchedDifference(delta, 0.0, df, delta, delta, p, float(coef[1]))
+    half = float(stats.t.ppf(0.975, df)) * se
+    p = float(2 * stats.t.sf(abs(delta) / se, df))
+    return MatchedDifference(delta, se, df, delta - half, delta + half, p, float(coef[1]))
