@@ -78,21 +78,21 @@ def test_a_json_round_trip_is_unchanged(prints):
 
 
 def test_the_planted_regression_is_changed_with_where(prints, monkeypatch):
-    """GN+ with λ frozen at 1 (plain GN): outputs move a few %, the input gradient ~all."""
-    original = gnplus.GNPlus._coefficients
+    """GN+ with λ frozen at 1 (plain GN): outputs move a few %, the input gradient ~all.
+    Planted in the code of both eager paths (the one-pass path's extra parameters and the
+    kernel path's arguments), so the default path carries it whichever that is."""
+    kernel_args = gnplus.GNPlus._kernel_args
 
-    def frozen(self, mean, var, weight, bias, lambda_logit, *, training):
-        return original(
-            self,
-            mean,
-            var,
-            weight,
-            bias,
-            torch.full_like(lambda_logit, math.inf),
-            training=training,
-        )
+    def at_one(self):
+        return torch.full_like(self.lambda_logit, math.inf)
 
-    monkeypatch.setattr(gnplus.GNPlus, "_coefficients", frozen)
+    def frozen_args(self, x, momentum):
+        args = list(kernel_args(self, x, momentum))
+        args[3] = at_one(self)  # θ = +inf: λ = 1
+        return tuple(args)
+
+    monkeypatch.setattr(gnplus.GNPlus, "_extra_params", lambda self: (at_one(self),))
+    monkeypatch.setattr(gnplus.GNPlus, "_kernel_args", frozen_args)
     planted = {"gnplus": fingerprint("gnplus", {"groups": 4})}
     (diff,) = compare_fingerprints({"gnplus": prints["gnplus"]}, planted)
     assert diff.status == "changed"

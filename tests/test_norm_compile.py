@@ -64,13 +64,18 @@ def test_kernel_compositions_trace_whole_with_no_graph_break(spec, training):
     assert int(traced.num_batches_tracked) == int(eager.num_batches_tracked)
 
 
-def test_auto_picks_the_traceable_path_under_torch_compile():
-    """The one-pass CPU path differentiates its coefficient graph with autograd.grad, which
-    dynamo cannot trace; under compilation ``auto`` takes the kernel composition instead."""
+def test_the_default_path_traces_whole_and_the_one_pass_path_does_not():
+    """``auto`` is the kernel composition: it compiles with no graph break. The one-pass path
+    differentiates its coefficient graph with autograd.grad, which dynamo cannot trace (why it
+    is not the default)."""
     layer = make_norm("gnplus", 16, groups=4)
+    assert layer.resolved_impl(torch.randn(1)) == "kernels"
     compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
-    assert compiled(torch.randn(4, 16, 6, 6)).shape == (4, 16, 6, 6)
-    assert layer.resolved_impl(torch.randn(1)) == "fused"  # eager CPU: unchanged
+    assert compiled(torch.randn(4, 16, 6, 6).requires_grad_()).shape == (4, 16, 6, 6)
+    one_pass = make_norm("gnplus", 16, groups=4, impl="fused")
+    x = torch.randn(4, 16, 6, 6, requires_grad=True)
+    with pytest.raises(Exception, match="autograd"):
+        torch.compile(one_pass, fullgraph=True, backend="aot_eager")(x).sum().backward()
 
 
 def test_compiled_impl_equals_the_eager_kernels_under_inductor():

@@ -11,8 +11,7 @@ from robustbench_norm.errors import NormInputError, RobustBenchError
 #: The GN default of Wu & He (2018); also the default for every grouped layer here.
 DEFAULT_GROUPS = 32
 #: how the moment layers compute: one-pass moments (moments.py), ATen's norm kernels
-#: (kernels.py), those under torch.compile, plain autograd, or ``auto`` (kernels on CUDA and
-#: under torch.compile, fused on CPU)
+#: (kernels.py), those under torch.compile, plain autograd, or ``auto`` (= kernels)
 IMPLS = ("auto", "fused", "kernels", "compiled", "autograd")
 
 
