@@ -102,7 +102,10 @@ class MomentNorm(nn.Module):
     _kernel_function: type[torch.autograd.Function]
 
     def _kernel_args(self, x: Tensor, momentum: float) -> tuple:
-        raise NotImplementedError
+        """The arguments of ``_kernel_function`` (this form: the grouped layers CN and BGN)."""
+        buffers = (self.running_mean, self.running_var)
+        state = (self.groups, self.eps, momentum)
+        return (x, self.weight, self.bias, *buffers, self.training, state)
 
     def resolved_impl(self, x: Tensor) -> str:
         """``auto`` → ``kernels``: 7 + 14 ops per call (a GPU pays a launch per op), traceable by

@@ -7,8 +7,6 @@ statistic stays large at any batch size. Running statistics (one per group) serv
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from robustbench_norm.norms.base import MomentNorm
 from robustbench_norm.norms.checks import DEFAULT_GROUPS, resolve_groups
 from robustbench_norm.norms.kernels import BatchGroupKernels
@@ -47,17 +45,6 @@ class BatchGroupNorm(MomentNorm):
         )
 
     _kernel_function = BatchGroupKernels
-
-    def _kernel_args(self, x: Tensor, momentum: float) -> tuple:
-        buffers = (self.running_mean, self.running_var)
-        return (
-            x,
-            self.weight,
-            self.bias,
-            *buffers,
-            self.training,
-            (self.groups, self.eps, momentum),
-        )
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, groups={self.groups}"

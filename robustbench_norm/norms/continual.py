@@ -7,8 +7,6 @@ same fused moment path.
 
 from __future__ import annotations
 
-from torch import Tensor
-
 from robustbench_norm.norms.base import MomentNorm
 from robustbench_norm.norms.checks import DEFAULT_GROUPS, resolve_groups
 from robustbench_norm.norms.kernels import ContinualKernels
@@ -41,17 +39,6 @@ class ContinualNorm(MomentNorm):
         return weight * bn[0] * gn[0], weight * (bn[0] * gn[1] + bn[1]) + bias
 
     _kernel_function = ContinualKernels
-
-    def _kernel_args(self, x: Tensor, momentum: float) -> tuple:
-        buffers = (self.running_mean, self.running_var)
-        return (
-            x,
-            self.weight,
-            self.bias,
-            *buffers,
-            self.training,
-            (self.groups, self.eps, momentum),
-        )
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, groups={self.groups}"

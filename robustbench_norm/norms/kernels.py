@@ -59,6 +59,13 @@ def _channel_view(t: Tensor) -> Tensor:
     return t.reshape(-1, 1, 1)
 
 
+def _keep(ctx, x: Tensor, y: Tensor, saved: tuple, buffers: tuple, state, training) -> Tensor:
+    """Save what a backward needs; return ``y`` as ``x`` came: its memory format and dtype."""
+    ctx.save_for_backward(*saved)
+    ctx.buffers, ctx.state, ctx.training, ctx.layout = buffers, state, training, _layout(x)
+    return in_format_of(y, x).to(x.dtype)
+
+
 def _lambda_grad(dlam: Tensor, lam: Tensor) -> Tensor:
     """dθ from dλ (per channel) for λ = sigmoid(θ), θ a scalar or one per channel."""
     if lam.dim() == 0:
@@ -101,10 +108,8 @@ class GNPlusKernels(torch.autograd.Function):
             y, g_mean, g_rstd = _gn(zg, w_g, bias, n, c, h * w, groups, eps)
             y = y.addcmul_(z, _channel_view(w_b))
             saved = (xs, zg, z)
-        ctx.save_for_backward(*saved, weight, lam, w_g, w_b, g_mean, g_rstd, b_mean, b_invstd)
-        ctx.buffers = (running_mean, running_var)
-        ctx.state, ctx.training, ctx.layout = state, training, _layout(x)
-        return in_format_of(y, x).to(x.dtype)
+        saved += (weight, lam, w_g, w_b, g_mean, g_rstd, b_mean, b_invstd)
+        return _keep(ctx, x, y, saved, (running_mean, running_var), state, training)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -161,10 +166,8 @@ class ContinualKernels(torch.autograd.Function):
         y, b_mean, b_invstd = _bn(
             z, weight, bias, running_mean, running_var, training, momentum, eps
         )
-        ctx.save_for_backward(xg, z, weight, g_mean, g_rstd, b_mean, b_invstd)
-        ctx.buffers, ctx.state, ctx.training = (running_mean, running_var), state, training
-        ctx.layout = _layout(x)
-        return in_format_of(y, x).to(x.dtype)
+        saved = (xg, z, weight, g_mean, g_rstd, b_mean, b_invstd)
+        return _keep(ctx, x, y, saved, (running_mean, running_var), state, training)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -195,10 +198,8 @@ class BatchGroupKernels(torch.autograd.Function):
         )
         z = zv.view(n, c, h, w)
         y = torch.addcmul(_channel_view(bias), z, _channel_view(weight))
-        ctx.save_for_backward(xs, z, weight, b_mean, b_invstd)
-        ctx.buffers, ctx.state, ctx.training = (running_mean, running_var), state, training
-        ctx.layout = _layout(x)
-        return in_format_of(y, x).to(x.dtype)
+        saved = (xs, z, weight, b_mean, b_invstd)
+        return _keep(ctx, x, y, saved, (running_mean, running_var), state, training)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
