@@ -107,7 +107,7 @@ class MomentNorm(nn.Module):
         state = (self.groups, self.eps, momentum)
         return (x, self.weight, self.bias, *buffers, self.training, state)
 
-    def resolved_impl(self, x: Tensor) -> str:
+    def resolved_impl(self) -> str:
         """``auto`` → ``kernels``: 7 + 14 ops per call (a GPU pays a launch per op), traceable by
         ``torch.compile``, and on CPU as fast or faster for the benchmark's networks (ResNet-20
         width 8 at batch 8: 1.35× BN against 2.39× for ``fused``; ResNet-18 at batch 32: 1.06×
@@ -117,12 +117,10 @@ class MomentNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, self.layer)
-        observe = None
         if self.training:
             count = self._values_per_statistic(x)
             check_trainable_batch(x, count)
-            observe = partial(self._observe, count)
-        impl = self.resolved_impl(x)
+        impl = self.resolved_impl()
         if impl in ("kernels", "compiled"):
             momentum = 0.0
             if self.training:
@@ -140,8 +138,8 @@ class MomentNorm(nn.Module):
             self.weight,
             self.bias,
             *self._extra_params(),
-            impl=self.impl,
-            observe=observe,
+            impl=impl,
+            observe=partial(self._observe, count) if self.training else None,
         )
 
     def extra_repr(self) -> str:

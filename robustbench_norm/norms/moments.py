@@ -222,7 +222,7 @@ def moment_affine(
     switched off inside: statistics are always accumulated in float32 or better, and the output
     keeps the input's dtype.
     """
-    if impl not in ("fused", "auto", "autograd"):
+    if impl not in ("fused", "autograd"):
         raise RobustBenchError(f"impl={impl!r} is not one of 'fused', 'autograd'")
     with torch.autocast(device_type=x.device.type, enabled=False):
         needs_grad = torch.is_grad_enabled() and (
@@ -231,7 +231,7 @@ def moment_affine(
         if not needs_grad:
             with torch.no_grad():
                 return _apply_forward(x, coefficients, observe, params)[0]
-        if impl != "autograd":
+        if impl == "fused":
             return _MomentAffine.apply(x, coefficients, observe, *params)
         mean, var = differentiable_moments(x)
         if observe is not None:

@@ -10,6 +10,7 @@ interval from 3 runs on, or the runs' values below that (as on the leaderboard).
 
 from __future__ import annotations
 
+from robustbench_norm.perturb.attacks import parse_epsilon
 from robustbench_norm.reporting.leaderboard import Cell, Table
 from robustbench_norm.reporting.report import Report
 
@@ -64,8 +65,6 @@ def headline(report: Report) -> str:
 def _mean_at_largest_epsilon(table: Table) -> tuple[float, float]:
     """Sort key: the attack with the larger budget first, then the lower robust accuracy (the
     stronger attack is the headline)."""
-    from robustbench_norm.perturb.attacks import parse_epsilon
-
     column = table.columns[-1]
     eps = parse_epsilon(column.rsplit("ε=", 1)[-1])
     cells = [row[column] for row in table.rows.values() if column in row]
