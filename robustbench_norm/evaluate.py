@@ -28,6 +28,7 @@ from robustbench_norm.perturb.corruptions import (
     CorruptionCache,
     check_names,
     check_severities,
+    check_table,
     load_precomputed,
 )
 from robustbench_norm.perturb.noise import (
@@ -88,13 +89,15 @@ class NoiseSequenceSpec:
 
 @dataclass(frozen=True)
 class CorruptionSpec:
-    """imagecorruptions at each (name, severity); ``corruptions_dir`` reads CIFAR-10-C style
-    precomputed arrays instead of generating them."""
+    """The common corruptions at each (name, severity) of a severity ``table`` (imagecorruptions'
+    ``imagenet-c`` or ``cifar-10-c``, see :mod:`perturb.corruptions`); ``corruptions_dir`` reads
+    CIFAR-10-C style precomputed arrays instead of generating them."""
 
     names: tuple[str, ...] = ALL
     severities: tuple[int, ...] = SEVERITIES
     seed: int = 0
     corruptions_dir: str | None = None
+    table: str = "imagenet-c"
     family = "corruption"
 
     def __post_init__(self) -> None:
@@ -105,6 +108,12 @@ class CorruptionSpec:
         check_names(self.names)
         check_severities(self.severities)
         check_seed(self.seed, "corruptions.seed")
+        check_table(self.table, "corruptions.table")
+        if self.corruptions_dir is not None and self.table != "imagenet-c":
+            raise RobustBenchError(
+                "corruptions: table applies to generated corruptions; precomputed arrays "
+                "(corruptions_dir) carry their own severities: drop one of the two"
+            )
 
 
 PerturbationSpec = CleanSpec | NoiseSpec | NoiseSequenceSpec | CorruptionSpec | AttackSpec
@@ -231,7 +240,9 @@ def _evaluate_corruptions(
     conditions = [(c, s) for c in spec.names for s in spec.severities]
     if spec.corruptions_dir is None:
         cache = CorruptionCache(cache_dir or default_cache_dir())
-        paths = cache.ensure(split, conditions, spec.seed, workers=workers, quiet=quiet)
+        paths = cache.ensure(
+            split, conditions, spec.seed, workers=workers, quiet=quiet, table=spec.table
+        )
     for c, s in conditions:
         if spec.corruptions_dir is None:
             images = np.load(paths[(c, s)])

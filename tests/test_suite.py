@@ -136,3 +136,18 @@ def test_the_regularization_sweep_can_be_restricted_to_norms_and_batch_sizes(tmp
     bad = text.replace('norms = ["bn"]', 'norms = ["bm"]')
     with pytest.raises(RobustBenchError, match=r"regularization.norms: \['bm'\] not in"):
         load_suite(write(tmp_path, bad))
+
+
+def test_the_corruption_severity_table_is_a_suite_option(tmp_path):
+    text = (
+        MINIMAL
+        + '[evaluate.corruptions]\nnames = ["fog"]\nseverities = [1]\ntable = "cifar-10-c"\n'
+    )
+    suite = load_suite(write(tmp_path, text))
+    ((spec, _),) = suite.corruption_conditions()
+    assert spec.table == "cifar-10-c" and "(cifar-10-c table)" in describe_plan(suite)
+    default = load_suite(write(tmp_path, text.replace('table = "cifar-10-c"\n', "")))
+    assert default.corruption_conditions()[0][0].table == "imagenet-c"
+    assert {j.key for j in suite.jobs}.isdisjoint(j.key for j in default.jobs)  # another job
+    with pytest.raises(RobustBenchError, match=r"evaluate.corruptions.*'cifar10'"):
+        load_suite(write(tmp_path, text.replace('"cifar-10-c"', '"cifar10"')))

@@ -323,7 +323,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         names = ALL if args.corruptions in ([], ["all"]) else tuple(args.corruptions)
         specs.append(
             CorruptionSpec(
-                names=names, severities=tuple(args.severities), corruptions_dir=args.corruptions_dir
+                names=names,
+                severities=tuple(args.severities),
+                corruptions_dir=args.corruptions_dir,
+                table=args.severity_table,
             )
         )
     for name in args.attack:

@@ -366,6 +366,12 @@ def _add_eval(sub) -> None:
     p.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--corruptions-dir", default=None, help="precomputed CIFAR-10-C style folder")
     p.add_argument(
+        "--severity-table",
+        choices=["imagenet-c", "cifar-10-c"],
+        default="imagenet-c",
+        help="corruption constants: imagecorruptions' (ImageNet-C) or CIFAR-10-C's (32×32)",
+    )
+    p.add_argument(
         "--attack",
         nargs="+",
         default=[],

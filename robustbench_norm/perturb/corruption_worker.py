@@ -31,6 +31,7 @@ def main(images_path: str, tasks_path: str, out_dir: str) -> None:
             task["severity"],
             task["seed"],
             start,
+            task["table"],
         )
         tmp = Path(out_dir) / f"{task['id']}.tmp.npy"
         np.save(tmp, out)

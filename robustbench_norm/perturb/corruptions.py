@@ -23,9 +23,11 @@ channels, so either rule gives the same image; ``saturate`` is a no-op on graysc
 is no saturation to change). The sidecar names the rule, and a cache entry made under another
 rule is regenerated.
 
-Severities are ImageNet-C's constants, which are harsher on 32×32 images than CIFAR-10-C's
-(e.g. Gaussian noise σ 0.08–0.38 vs 0.04–0.10). For CIFAR-10-C/-100-C use
-:func:`load_precomputed` on the published arrays instead.
+Two severity tables. ``imagenet-c`` (the default) is imagecorruptions itself, with ImageNet-C's
+constants, which are harsh on 32×32 images (Gaussian noise σ 0.08–0.38, fog that leaves every
+model at chance). ``cifar-10-c`` is :mod:`cifar_c`: the same corruptions with the constants
+CIFAR-10-C was made with (σ 0.04–0.10). The table is part of every cache entry's name and
+sidecar. For the published CIFAR-10-C/-100-C arrays themselves use :func:`load_precomputed`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import numpy as np
 
 from robustbench_norm.data import Split
 from robustbench_norm.errors import RobustBenchError, StorageError
-from robustbench_norm.perturb import compat
+from robustbench_norm.perturb import cifar_c, compat
 from robustbench_norm.progress import progress_bar
 
 COMMON = (
@@ -57,6 +59,8 @@ COMMON = (
 VALIDATION = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 ALL = COMMON + VALIDATION
 SEVERITIES = (1, 2, 3, 4, 5)
+#: severity tables: imagecorruptions' (ImageNet-C's constants) and CIFAR-10-C's (:mod:`cifar_c`)
+TABLES = ("imagenet-c", "cifar-10-c")
 LUMA = np.array([0.299, 0.587, 0.114])
 #: how a 3-channel result becomes a 1-channel image (in every sidecar; another rule = regenerate)
 GRAY_RULE = "first-channel"
@@ -78,6 +82,14 @@ def check_severities(severities: Iterable[int], where: str = "severities") -> No
             raise RobustBenchError(f"{where}: severity {s!r} must be one of 1, 2, 3, 4, 5")
 
 
+def check_table(table: str, where: str = "table") -> None:
+    if table not in TABLES:
+        raise RobustBenchError(
+            f"{where}: unknown severity table {table!r}; use 'imagenet-c' (imagecorruptions' "
+            "constants) or 'cifar-10-c' (CIFAR-10-C's, for 32×32 images)"
+        )
+
+
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     """(…, 3) uint8 → (…, 1) uint8 by ITU-R 601-2 luma, rounded (for color data shown in gray;
     corrupted grayscale images use :func:`one_channel`)."""
@@ -95,15 +107,23 @@ def image_seed(seed: int, corruption: str, severity: int, index: int) -> int:
 
 
 def corrupt_images(
-    images: np.ndarray, corruption: str, severity: int, seed: int, start: int = 0
+    images: np.ndarray,
+    corruption: str,
+    severity: int,
+    seed: int,
+    start: int = 0,
+    table: str = "imagenet-c",
 ) -> np.ndarray:
     """Corrupt ``images`` (N, H, W, C uint8) whose first has index ``start`` in the split."""
     ic = compat.load()
     out = np.empty_like(images)
     for offset, image in enumerate(images):
         np.random.seed(image_seed(seed, corruption, severity, start + offset))
-        result = ic.corrupt(image, severity=severity, corruption_name=corruption)
-        result = np.asarray(result)
+        if table == "cifar-10-c":  # imagecorruptions' own rule: gray is stacked to 3 channels
+            rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+            result = cifar_c.corrupt(rgb, corruption, severity)
+        else:
+            result = np.asarray(ic.corrupt(image, severity=severity, corruption_name=corruption))
         if images.shape[-1] == 1:
             result = one_channel(result) if result.ndim == 3 else result[..., None]
         out[offset] = np.clip(np.round(result), 0, 255).astype(np.uint8)
@@ -125,12 +145,16 @@ class CorruptionCache:
             self.root / "corruptions" / f"{split.info.name}-{split.split}-{split.fingerprint[:16]}"
         )
 
-    def path(self, split: Split, corruption: str, severity: int, seed: int) -> Path:
-        return self.folder(split) / f"{corruption}-s{severity}-seed{seed}.npy"
+    def path(
+        self, split: Split, corruption: str, severity: int, seed: int, table: str = "imagenet-c"
+    ) -> Path:
+        tag = "" if table == "imagenet-c" else f"-{table}"
+        return self.folder(split) / f"{corruption}{tag}-s{severity}-seed{seed}.npy"
 
-    def _valid(self, split: Split, path: Path) -> bool:
+    def _valid(self, split: Split, path: Path, table: str = "imagenet-c") -> bool:
         """Whether ``path`` holds this split's corruption as its sidecar describes it: made from
-        these images, by this imagecorruptions and gray rule, and with the array's hash intact."""
+        these images, by this imagecorruptions, table and gray rule, with the array's hash
+        intact."""
         sidecar = path.with_suffix(".json")
         if not (path.exists() and sidecar.exists()):
             return False
@@ -143,6 +167,7 @@ class CorruptionCache:
             and meta.get("source_sha256") == split.fingerprint
             and meta.get("imagecorruptions") == compat.version()
             and meta.get("gray_rule", "luma") == GRAY_RULE
+            and meta.get("table", "imagenet-c") == table
         ):
             return False
         return self._intact(path, meta.get("sha256"))
@@ -160,9 +185,11 @@ class CorruptionCache:
             _VERIFIED.add(token)
         return ok
 
-    def load(self, split: Split, corruption: str, severity: int, seed: int) -> np.ndarray | None:
-        path = self.path(split, corruption, severity, seed)
-        return np.load(path) if self._valid(split, path) else None
+    def load(
+        self, split: Split, corruption: str, severity: int, seed: int, table: str = "imagenet-c"
+    ) -> np.ndarray | None:
+        path = self.path(split, corruption, severity, seed, table)
+        return np.load(path) if self._valid(split, path, table) else None
 
     def ensure(
         self,
@@ -171,19 +198,20 @@ class CorruptionCache:
         seed: int = 0,
         workers: int | None = None,
         quiet: bool = False,
+        table: str = "imagenet-c",
     ) -> dict[tuple[str, int], Path]:
         """Generate whatever of ``conditions`` is not on disk yet; return every file's path."""
+        check_table(table)
         for name, severity in conditions:
             check_names([name])
             check_severities([severity])
-        missing = [
-            (c, s) for c, s in conditions if not self._valid(split, self.path(split, c, s, seed))
-        ]
+        paths = {(c, s): self.path(split, c, s, seed, table) for c, s in conditions}
+        missing = [pair for pair, path in paths.items() if not self._valid(split, path, table)]
         if missing:
-            self._generate(split, missing, seed, workers, quiet)
-        return {(c, s): self.path(split, c, s, seed) for c, s in conditions}
+            self._generate(split, missing, seed, workers, quiet, table)
+        return paths
 
-    def _generate(self, split, missing, seed, workers, quiet) -> None:
+    def _generate(self, split, missing, seed, workers, quiet, table) -> None:
         """Corrupt in chunks; each (corruption, severity) is written as soon as it is whole, so
         an interrupted generation keeps what it finished."""
         workers = max(1, workers or os.cpu_count() or 1)
@@ -197,6 +225,7 @@ class CorruptionCache:
                 "corruption": c,
                 "severity": s,
                 "seed": seed,
+                "table": table,
                 "start": a,
                 "stop": min(a + chunk, len(split)),
             }
@@ -215,22 +244,24 @@ class CorruptionCache:
             remaining[pair] -= len(out)
             bar.update(len(out))
             if remaining[pair] == 0:
-                self._write(split, *pair, seed, parts.pop(pair), time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                self._write(split, *pair, seed, table, parts.pop(pair), seconds)
 
         try:
             if workers == 1:
                 for t in tasks:
                     images = split.images[t["start"] : t["stop"]]
-                    finished(
-                        t, corrupt_images(images, t["corruption"], t["severity"], seed, t["start"])
+                    out = corrupt_images(
+                        images, t["corruption"], t["severity"], seed, t["start"], table
                     )
+                    finished(t, out)
             else:
                 _run_workers(split.images, tasks, workers, finished)
         finally:
             bar.close()
 
-    def _write(self, split, corruption, severity, seed, array, seconds) -> None:
-        path = self.path(split, corruption, severity, seed)
+    def _write(self, split, corruption, severity, seed, table, array, seconds) -> None:
+        path = self.path(split, corruption, severity, seed, table)
         meta = {
             "dataset": split.info.name,
             "split": split.split,
@@ -240,6 +271,7 @@ class CorruptionCache:
             "shape": list(array.shape),
             "imagecorruptions": compat.version(),
             "gray_rule": GRAY_RULE,
+            "table": table,
             "source_sha256": split.fingerprint,
             "sha256": hashlib.sha256(array.tobytes()).hexdigest(),
             "seconds": round(seconds, 3),

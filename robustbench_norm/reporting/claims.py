@@ -3,9 +3,10 @@
 Training runs are the unit of replication: every comparison is between two groups of runs (one
 value per run), never between the per-example results of two single models — two seeds of the
 same layer differ by more than McNemar's test would allow (GN seed 0 vs seed 1: p = 4e-14).
-Runs are not paired by seed (the same seed under another norm is not the same draw), so the
-tests are Welch's unequal-variance t (and an F-test for a spread, Fisher's exact test for a
-divergence rate).
+Runs are not paired by seed across norms (the same seed under another norm is not the same
+draw), so the tests are Welch's unequal-variance t (and an F-test for a spread, Fisher's exact
+test for a divergence rate). Within one norm a regularized run *is* paired with the
+unregularized run of its seed: they share initialization, data order and augmentation.
 
 A claim is a family of comparisons (per batch size, per perturbation, per measure), combined
 by a stated rule and Holm-corrected before any verdict:
@@ -372,29 +373,80 @@ def _matched_accuracy_lines(frame: pd.DataFrame, gn: str, bn: str) -> list[str]:
 
 
 def gn_more_sensitive_to_regularization(frame, alpha, gn="gn", bn="bn", margin=0.02) -> Claim:
+    """One comparison per swept setting decides: each seed's mean relative drop over the
+    regularizers. The paper's claim is about regularization in general, and requiring every
+    regularizer to be significant on its own (the rule before) asks for ~45 runs per norm
+    where dropout's effect is small. The per-regularizer drops are shown, Holm-corrected, as
+    evidence only. Drops are paired within a norm by seed: a regularized run and the
+    unregularized run of the same seed share initialization, data order and augmentation."""
     claim = "GN is more sensitive to regularization than BN"
     test = (
-        "Welch's t over runs on the relative clean-accuracy drop against the unregularized "
-        "runs' mean (GN − BN), Holm over regularizers and batch sizes"
+        "Welch's t over seeds on the mean relative clean-accuracy drop over the regularizers, "
+        "each against the unregularized run of the same seed (GN − BN); Holm over batch sizes; "
+        "per-regularizer drops shown (Holm), not deciding"
     )
     clean = _values(frame, "clean", "clean", "accuracy")
     regs = sorted(set(clean.regularizer) - {"none"})
     if not regs or not {gn, bn} <= set(clean.norm):
         need = f"needs {gn!r}, {bn!r} and a regularization sweep ([regularization] in the suite)"
         return decide(claim, [], test, alpha, missing=need)
-    comparisons = []
+    comparisons, details, left_out = [], [], []
     for (model, bs), sub in clean.groupby(SETTING, sort=True):
-        base = {
-            n: np.mean(_group(sub[sub.regularizer == "none"], n) or [math.nan]) for n in (gn, bn)
-        }
-        for reg in regs:
-            part = sub[sub.regularizer == reg]
-            a = [1 - v / base[gn] for v in _group(part, gn)]
-            b = [1 - v / base[bn] for v in _group(part, bn)]
-            if a and b and all(math.isfinite(x) for x in a + b):
-                label = f"{model} bs {bs} {reg}"
-                comparisons.append(_mean_comparison(label, a, b, +1, margin))
-    return decide(claim, comparisons, test, alpha, "all", margin)
+        drops = {n: seed_drops(sub[sub.norm == n], regs) for n in (gn, bn)}
+        if any(d.isna().all(axis=None) for d in drops.values()):
+            continue  # a setting outside the sweep
+        label = f"{model} bs {bs}"
+        per_reg = [
+            _mean_comparison(
+                f"{label} {reg}", drops[gn][reg].dropna().tolist(),
+                drops[bn][reg].dropna().tolist(), +1, None,
+            )
+            for reg in regs
+        ]  # fmt: skip
+        details.append(_holm_line(per_reg, alpha))
+        whole = {n: d.dropna() for n, d in drops.items()}
+        left_out += [
+            f"{label} {n}: {len(drops[n]) - len(whole[n])} seed(s) without every run"
+            for n in (gn, bn) if len(whole[n]) < len(drops[n])
+        ]  # fmt: skip
+        comparisons.append(
+            _mean_comparison(
+                f"{label} mean over {len(regs)} regularizers",
+                whole[gn].mean(axis=1).tolist(),
+                whole[bn].mean(axis=1).tolist(),
+                +1,
+                margin,
+            )
+        )
+    if not comparisons:
+        need = f"needs regularized and unregularized runs of {gn!r} and {bn!r} in one setting"
+        return decide(claim, [], test, alpha, missing=need)
+    out = decide(claim, comparisons, test, alpha, "all", margin)
+    out.evidence += ". Per regularizer (Holm, not deciding): " + "; ".join(details)
+    if left_out:
+        out.evidence += ". Left out: " + "; ".join(left_out)
+    return out
+
+
+def seed_drops(runs: pd.DataFrame, regs: list[str]) -> pd.DataFrame:
+    """Seed × regularizer: 1 − regularized / unregularized clean accuracy of the same seed (NaN
+    where a run is missing or did not finish)."""
+    acc = runs.pivot_table(index="seed", columns="regularizer", values="value", aggfunc="first")
+    if "none" not in acc:
+        return pd.DataFrame(columns=regs)
+    base = acc["none"].where(acc["none"] > 0)
+    columns = {reg: 1.0 - acc[reg] / base if reg in acc else math.nan for reg in regs}
+    return pd.DataFrame(columns, index=acc.index)
+
+
+def _holm_line(comparisons: list[Comparison], alpha: float) -> str:
+    finite = [c.p_for for c in comparisons if math.isfinite(c.p_for)]
+    adjusted = iter(statistics.holm(finite)) if finite else iter(())
+    parts = []
+    for c in comparisons:
+        p = f", Holm p {next(adjusted):.2g}" if math.isfinite(c.p_for) else ""
+        parts.append(f"{c.label}: {c.effect} (n {c.n}{p})")
+    return "; ".join(parts)
 
 
 def gn_helps_only_in_part_of_training(

@@ -225,7 +225,8 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
             0,
             f"every norm is at chance on {', '.join(at_chance)} at every severity: those "
             "columns measure the corruption's strength on this data, not the layers "
-            "(imagecorruptions' severities are ImageNet-C's, harsh at 28–32 pixels)",
+            "(imagecorruptions' severities are ImageNet-C's, harsh at 28–32 pixels; "
+            '`table = "cifar-10-c"` in [evaluate.corruptions] uses CIFAR-10-C\'s)',
         )
 
     md = [

@@ -209,7 +209,9 @@ def prepare_corruptions(suite: Suite, settings: RunSettings) -> None:
     for spec, limit in conditions:
         if spec.corruptions_dir is None:
             pairs = [(c, s) for c in spec.names for s in spec.severities]
-            cache.ensure(test.subset(limit), pairs, spec.seed, quiet=settings.quiet)
+            cache.ensure(
+                test.subset(limit), pairs, spec.seed, quiet=settings.quiet, table=spec.table
+            )
 
 
 def run_suite(

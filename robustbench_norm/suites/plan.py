@@ -49,7 +49,8 @@ def _describe_eval(spec) -> str:
     if isinstance(spec, NoiseSequenceSpec):
         return f"noise sequences ({spec.frames} frames: clean + fresh noise at σ {spec.sigma})"
     if isinstance(spec, CorruptionSpec):
-        return f"{len(spec.names)} corruptions × severities {list(spec.severities)}"
+        table = "" if spec.table == "imagenet-c" else f" ({spec.table} table)"
+        return f"{len(spec.names)} corruptions × severities {list(spec.severities)}{table}"
     return f"{spec.name} ε {', '.join(format_epsilon(e) for e in spec.epsilons)}"
 
 

@@ -459,7 +459,14 @@ def _evaluations(r: _Reader, raw: dict) -> list[Evaluation]:
         (
             "corruptions",
             CorruptionSpec,
-            {"names": list, "severities": list, "seed": int, "corruptions_dir": str, "limit": int},
+            {
+                "names": list,
+                "severities": list,
+                "seed": int,
+                "corruptions_dir": str,
+                "table": str,
+                "limit": int,
+            },
         ),
     )
     for key, cls, allowed in simple:
