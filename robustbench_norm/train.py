@@ -426,141 +426,33 @@ def train(
 
     # cuBLAS is deterministic only with a fixed workspace; must be set before CUDA starts
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    info = dataset_info(spec.dataset)
     train_split = load_split(spec.dataset, "train", data_root=data_root, download=download)
     if len(train_split) < spec.batch_size:
         raise RobustBenchError(
             f"train.batch_size={spec.batch_size} exceeds the {len(train_split)} training images "
             f"of {spec.dataset!r}"
         )
-    steps_per_epoch = len(train_split) // spec.batch_size
-    total = spec.total_steps(len(train_split))
-    epochs = math.ceil(total / steps_per_epoch)
-
-    seed_everything(spec.seed)
-    model = spec.build_model().to(dev)
-    if spec.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if spec.compile else model  # same parameters, same state
-    opt = make_optimizer(spec, model)
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    state = {
-        "epoch": 0,
-        "step": 0,
-        "log": {},
-        "stability": [],
-        "wall": 0.0,
-        "diverged_step": None,
-        "prev_last_grad": None,
-    }
-    ckpt = _load_checkpoint(last, dev, "resume point") if last.exists() else None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if dev.type == "cuda" and ckpt.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], dev)
-        state = ckpt["state"]
-
+    run = _Run.start(spec, dev, len(train_split), last)
     images, labels = _device_tensors(train_split, dev)
-    handles = attach_activation_noise(model, spec.perturbation)
+    handles = attach_activation_noise(run.model, spec.perturbation)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
-    progress = progress_bar(total, f"{spec.model}/{spec.norm}", "step", quiet, state["step"])
+    state = run.state
+    progress = progress_bar(run.total, f"{spec.model}/{spec.norm}", "step", quiet, state["step"])
     started = time.perf_counter()
-    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
-    last_w = classifier_weight(model)
     try:
-        model.train()
-        for epoch in range(state["epoch"], epochs):
+        run.model.train()
+        for epoch in range(state["epoch"], run.epochs):
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 break
-            gen = epoch_generator(spec.seed, epoch, dev)
-            mix_rng = np.random.default_rng([spec.seed, epoch])
-            for x_u8, y in batches(images, labels, spec.batch_size, gen):
-                step = state["step"]
-                if step >= total:
-                    break
-                x = x_u8.float().div_(255.0)
-                if spec.augment:
-                    x = augment_batch(x, info.flip, gen)
-                if spec.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                lam, y_b = 1.0, y
-                if spec.mixup_alpha > 0:
-                    lam = float(mix_rng.beta(spec.mixup_alpha, spec.mixup_alpha))
-                    perm = torch.randperm(len(y), generator=gen, device=dev)
-                    x, y_b = lam * x + (1 - lam) * x[perm], y[perm]
-
-                def loss_of(logits, y=y, y_b=y_b, lam=lam):
-                    return mixup_loss(logits.float(), y, y_b, lam)
-
-                if spec.stability.every and step % spec.stability.every == 0:
-                    # float32 even in a bf16 run: the measures compare losses along a path
-                    # whose differences bf16's 8-bit mantissa would round away
-                    with torch.autocast(dev.type, enabled=False):
-                        row = model_stability(
-                            model, loss_of, x, spec.stability.etas, seed=spec.seed + step
-                        )
-                    state["stability"].append({"step": step, **row})
-
-                for group, base_lr in zip(opt.param_groups, base_lrs, strict=True):
-                    group["lr"] = base_lr * lr_factor(spec.schedule, step, total)
-                opt.zero_grad(set_to_none=True)
-                with amp:
-                    logits = forward(x)
-                loss = loss_of(logits)
-                if not torch.isfinite(loss):
-                    state["diverged_step"] = step
-                    break
-                loss.backward()
-                grad_norm = float(
-                    torch.nn.utils.get_total_norm(
-                        [p.grad for p in model.parameters() if p.grad is not None]
-                    )
-                )
-                if step % spec.log_every == 0 or step == total - 1:
-                    pred = logits.argmax(1)
-                    acc = lam * float((pred == y).float().mean()) + (1 - lam) * float(
-                        (pred == y_b).float().mean()
-                    )
-                    change = None  # no previous gradient yet
-                    if last_w is not None and state["prev_last_grad"] is not None:
-                        change = float((last_w.grad - state["prev_last_grad"]).norm())
-                    _append(
-                        state["log"],
-                        step=step,
-                        epoch=epoch,
-                        loss=float(loss.detach()),
-                        accuracy=acc,
-                        grad_norm=grad_norm,
-                        lr=opt.param_groups[0]["lr"],
-                        last_layer_grad_change=change,
-                        lambdas=gnplus_lambdas(model),
-                    )
-                if last_w is not None:
-                    state["prev_last_grad"] = last_w.grad.detach().clone()
-                opt.step()
-                state["step"] = step + 1
-                progress.update(1)
-                progress.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
-            mark(progress, f"epoch {epoch + 1}/{epochs}")
-            if state["diverged_step"] is not None or state["step"] >= total:
+            run.train_epoch(epoch, images, labels, progress)
+            mark(progress, f"epoch {epoch + 1}/{run.epochs}")
+            if run.finished:
                 break
             state["epoch"] = epoch + 1
             state["wall"] += time.perf_counter() - started
             started = time.perf_counter()
-            _atomic_save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "rng_cpu": torch.get_rng_state(),
-                    "rng_cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
-                    "state": state,
-                    "spec": spec.to_dict(),
-                },
-                last,
-            )
+            run.save_resume_point(last)
     finally:
         progress.close()
         for h in handles:
@@ -568,24 +460,15 @@ def train(
         torch.use_deterministic_algorithms(previous_deterministic)
 
     state["wall"] += time.perf_counter() - started
-    finished = state["diverged_step"] is not None or state["step"] >= total
-    status = "diverged" if state["diverged_step"] is not None else "done"
-    if not finished:
+    if not run.finished:
         return TrainResult(
-            spec,
-            last,
-            "interrupted",
-            state["step"],
-            None,
-            state["log"],
-            state["stability"],
-            state["wall"],
-            meta={"key": spec.key},
-        )
+            spec, last, "interrupted", state["step"], None, state["log"], state["stability"],
+            state["wall"], meta={"key": spec.key},
+        )  # fmt: skip
     payload = {
-        "model": model.state_dict(),
+        "model": run.model.state_dict(),
         "spec": spec.to_dict(),
-        "status": status,
+        "status": "diverged" if state["diverged_step"] is not None else "done",
         "steps": state["step"],
         "diverged_step": state["diverged_step"],
         "log": state["log"],
@@ -596,6 +479,158 @@ def train(
     _atomic_save(payload, final)
     last.unlink(missing_ok=True)
     return _result(spec, final, payload, cached=False)
+
+
+@dataclass
+class _Run:
+    """One training run in progress: the model, its optimizer and the resumable ``state`` (the
+    step, the log, the stability rows, the wall time), which is what ``last.pt`` saves."""
+
+    spec: TrainSpec
+    dev: torch.device
+    model: nn.Module
+    forward: nn.Module
+    opt: torch.optim.Optimizer
+    base_lrs: list[float]
+    total: int
+    epochs: int
+    state: dict[str, Any]
+    #: the classifier's weight, whose gradient change between logged steps is recorded
+    last_w: Tensor | None
+
+    @classmethod
+    def start(cls, spec: TrainSpec, dev: torch.device, images: int, last: Path) -> _Run:
+        """A fresh run from the spec's seed, or the one ``last`` left, if it is readable."""
+        total = spec.total_steps(images)
+        epochs = math.ceil(total / (images // spec.batch_size))
+        seed_everything(spec.seed)
+        model = spec.build_model().to(dev)
+        if spec.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        forward = torch.compile(model) if spec.compile else model  # same parameters, same state
+        opt = make_optimizer(spec, model)
+        base_lrs = [g["lr"] for g in opt.param_groups]
+        state = {
+            "epoch": 0,
+            "step": 0,
+            "log": {},
+            "stability": [],
+            "wall": 0.0,
+            "diverged_step": None,
+            "prev_last_grad": None,
+        }
+        ckpt = _load_checkpoint(last, dev, "resume point") if last.exists() else None
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            torch.set_rng_state(ckpt["rng_cpu"])
+            if dev.type == "cuda" and ckpt.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(ckpt["rng_cuda"], dev)
+            state = ckpt["state"]
+        last_w = classifier_weight(model)
+        return cls(spec, dev, model, forward, opt, base_lrs, total, epochs, state, last_w)
+
+    @property
+    def finished(self) -> bool:
+        return self.state["diverged_step"] is not None or self.state["step"] >= self.total
+
+    def train_epoch(self, epoch: int, images: Tensor, labels: Tensor, progress) -> None:
+        """The epoch's batches, in the order and with the augmentation and mixup draws that
+        (seed, epoch) fix, until the step budget ends or the loss stops being finite."""
+        spec, dev = self.spec, self.dev
+        flip = dataset_info(spec.dataset).flip
+        gen = epoch_generator(spec.seed, epoch, dev)
+        mix_rng = np.random.default_rng([spec.seed, epoch])
+        for x_u8, y in batches(images, labels, spec.batch_size, gen):
+            if self.state["step"] >= self.total:
+                break
+            x = x_u8.float().div_(255.0)
+            if spec.augment:
+                x = augment_batch(x, flip, gen)
+            if spec.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            lam, y_b = 1.0, y
+            if spec.mixup_alpha > 0:
+                lam = float(mix_rng.beta(spec.mixup_alpha, spec.mixup_alpha))
+                perm = torch.randperm(len(y), generator=gen, device=dev)
+                x, y_b = lam * x + (1 - lam) * x[perm], y[perm]
+            loss = self.step(epoch, x, y, y_b, lam)
+            if loss is None:
+                break
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+    def step(self, epoch: int, x: Tensor, y: Tensor, y_b: Tensor, lam: float) -> float | None:
+        """One optimizer step (with the stability measures first when they are due); the loss,
+        or None when it was not finite (the run has diverged at this step)."""
+        spec, state, step = self.spec, self.state, self.state["step"]
+
+        def loss_of(logits, y=y, y_b=y_b, lam=lam):
+            return mixup_loss(logits.float(), y, y_b, lam)
+
+        if spec.stability.every and step % spec.stability.every == 0:
+            # float32 even in a bf16 run: the measures compare losses along a path whose
+            # differences bf16's 8-bit mantissa would round away
+            with torch.autocast(self.dev.type, enabled=False):
+                row = model_stability(
+                    self.model, loss_of, x, spec.stability.etas, seed=spec.seed + step
+                )
+            state["stability"].append({"step": step, **row})
+
+        for group, base_lr in zip(self.opt.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base_lr * lr_factor(spec.schedule, step, self.total)
+        self.opt.zero_grad(set_to_none=True)
+        bf16 = spec.precision == "bf16"
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = self.forward(x)
+        loss = loss_of(logits)
+        if not torch.isfinite(loss):
+            state["diverged_step"] = step
+            return None
+        loss.backward()
+        if step % spec.log_every == 0 or step == self.total - 1:
+            self._log(epoch, step, logits, y, y_b, lam, float(loss.detach()))
+        if self.last_w is not None:
+            state["prev_last_grad"] = self.last_w.grad.detach().clone()
+        self.opt.step()
+        state["step"] = step + 1
+        return float(loss.detach())
+
+    def _log(self, epoch, step, logits, y, y_b, lam, loss) -> None:
+        last_w = self.last_w
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        pred = logits.argmax(1)
+        accuracy = lam * float((pred == y).float().mean()) + (1 - lam) * float(
+            (pred == y_b).float().mean()
+        )
+        change = None  # no previous gradient yet
+        if last_w is not None and self.state["prev_last_grad"] is not None:
+            change = float((last_w.grad - self.state["prev_last_grad"]).norm())
+        _append(
+            self.state["log"],
+            step=step,
+            epoch=epoch,
+            loss=loss,
+            accuracy=accuracy,
+            grad_norm=float(torch.nn.utils.get_total_norm(grads)),
+            lr=self.opt.param_groups[0]["lr"],
+            last_layer_grad_change=change,
+            lambdas=gnplus_lambdas(self.model),
+        )
+
+    def save_resume_point(self, last: Path) -> None:
+        dev = self.dev
+        _atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                "state": self.state,
+                "spec": self.spec.to_dict(),
+            },
+            last,
+        )
 
 
 def _device_tensors(split: Split, dev: torch.device) -> tuple[Tensor, Tensor]:
