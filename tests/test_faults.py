@@ -28,7 +28,7 @@ from robustbench_norm.data import load_split
 from robustbench_norm.errors import NormInputError, RobustBenchError
 from robustbench_norm.norms import make_norm
 from robustbench_norm.perturb.corruptions import CorruptionCache
-from robustbench_norm.suites import store as store_module
+from robustbench_norm.suites import store_file
 from robustbench_norm.suites.execute import RunSettings, run_suite
 from robustbench_norm.suites.job_claims import JobClaims
 from robustbench_norm.suites.store import Store
@@ -457,7 +457,7 @@ def test_sigint_says_how_to_resume_and_the_rerun_finishes(tmp_path, jobs):
 def test_a_writer_says_it_waits_on_a_lock_and_gives_up_in_bounded_time(
     tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr(store_module, "LOCK_NOTICE", 0.3)
+    monkeypatch.setattr(store_file, "LOCK_NOTICE", 0.3)
     path = tmp_path / "s.sqlite"
     Store.open(path).close()
     holder = sqlite3.connect(path, isolation_level=None)
