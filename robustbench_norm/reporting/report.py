@@ -159,59 +159,72 @@ def _cost_line(jobs: list[dict]) -> str:
 
 
 def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
+    """The leaderboard folder of one run: README.md, results.csv/json, suite.toml, the layer
+    fingerprints, plots and index.html, each a function of the store alone."""
     report = build_report(store, run_id)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    images = _write_plots(report, out)
+    prints = store.fingerprints_of_run(run_id)
+    if prints:
+        (out / "fingerprints.json").write_text(json.dumps(prints, indent=1) + "\n")
+    title = f"robustbench-norm leaderboard: {report.suite}"
+    intro = _intro(report)
+    (out / "README.md").write_text(_markdown(report, store, title, intro, images, prints))
+    report.frame.to_csv(out / "results.csv", index=False)
+    document = _results_document(report)
+    (out / "results.json").write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+    (out / "suite.toml").write_text(report.run["suite_toml"])
+    files = [
+        out / "README.md",
+        out / "results.csv",
+        out / "results.json",
+        out / "suite.toml",
+        *([out / "fingerprints.json"] if prints else []),
+    ]
+    page = html_page.render(
+        title,
+        intro,
+        report.tables,
+        report.claims,
+        images,
+        provenance_rows(report.run),
+        links=[(f.name, f.name) for f in files] + [("store.sqlite", "store.sqlite")],
+    )
+    (out / "index.html").write_text(page)
+    return [*files, out / "index.html", *images]
+
+
+def _write_plots(report: Report, out: Path) -> list[Path]:
+    """Every plot the run has data for (old ones removed first: a plot without data is gone)."""
     for old in out.glob("*.png"):
         old.unlink()
     dataset = tomllib.loads(report.run["suite_toml"]).get("dataset", "fashion-mnist-mini")
     chance = 1.0 / dataset_info(dataset).num_classes
+    frame = report.frame
     images = [
         plots.accuracy_vs_parameter(
-            report.frame,
-            "corruption",
-            "accuracy",
-            "severity",
-            "accuracy vs corruption severity",
-            out / "corruptions.png",
-            chance=chance,
+            frame, "corruption", "accuracy", "severity", "accuracy vs corruption severity",
+            out / "corruptions.png", chance=chance,
         ),
         plots.accuracy_vs_parameter(
-            report.frame,
-            "attack",
-            "robust_accuracy",
-            "ε (L∞: pixel units, L2: image norm)",
-            "robust accuracy vs ε",
-            out / "attacks.png",
-            chance=chance,
-            epsilon_axis=True,
+            frame, "attack", "robust_accuracy", "ε (L∞: pixel units, L2: image norm)",
+            "robust accuracy vs ε", out / "attacks.png", chance=chance, epsilon_axis=True,
         ),
         plots.accuracy_vs_parameter(
-            report.frame,
-            "noise",
-            "accuracy",
-            "σ (pixel units; 0 = clean)",
-            "accuracy vs Gaussian noise σ",
-            out / "noise.png",
-            chance=chance,
-            clean_at_zero=True,
+            frame, "noise", "accuracy", "σ (pixel units; 0 = clean)",
+            "accuracy vs Gaussian noise σ", out / "noise.png", chance=chance, clean_at_zero=True,
         ),
-        plots.accuracy_vs_batch_size(report.frame, out / "batch_size.png"),
+        plots.accuracy_vs_batch_size(frame, out / "batch_size.png"),
         plots.training_curves(report.jobs, out / "training.png"),
         plots.stability_curves(report.jobs, out / "stability.png"),
         plots.lambda_curves(report.jobs, out / "lambda.png"),
-    ]
-    images = [p for p in images if p is not None]
+    ]  # fmt: skip
+    return [p for p in images if p is not None]
 
-    run = report.run
-    warnings = [f"{j['norm']} seed {j['seed']}: {w}" for j in report.jobs for w in j["warnings"]]
-    failed = [
-        f"{j['norm']} seed {j['seed']}: {(j['error'] or '').strip().splitlines()[-1:]}"
-        for j in report.jobs
-        if j["status"] == "failed"
-    ]
-    title = f"robustbench-norm leaderboard: {report.suite}"
-    intro = (
+
+def _intro(report: Report) -> str:
+    return (
         f"{report.description}. {len(report.jobs)} jobs; a training run (one seed) is the unit "
         f"of replication. With {MIN_RUNS_FOR_INTERVAL} or more runs a cell is the mean with its "
         "95 % Student-t interval over runs, clipped to the metric's range; with fewer it lists "
@@ -219,16 +232,31 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
         "unless a Holm-corrected one-sided Welch test over runs separates them in every "
         "column; ★ marks a cell better than every other in its column by that test."
     )
+
+
+def _warnings(report: Report) -> list[str]:
+    """Corruptions at chance first, then each job's evaluation warnings and failures."""
+    out = []
     at_chance = chance_corruptions(report.frame)
     if at_chance:
-        warnings.insert(
-            0,
+        out.append(
             f"every norm is at chance on {', '.join(at_chance)} at every severity: those "
             "columns measure the corruption's strength on this data, not the layers "
             "(imagecorruptions' severities are ImageNet-C's, harsh at 28–32 pixels; "
-            '`table = "cifar-10-c"` in [evaluate.corruptions] uses CIFAR-10-C\'s)',
+            '`table = "cifar-10-c"` in [evaluate.corruptions] uses CIFAR-10-C\'s)'
         )
+    out += [f"{j['norm']} seed {j['seed']}: {w}" for j in report.jobs for w in j["warnings"]]
+    out += [
+        f"{j['norm']} seed {j['seed']}: {(j['error'] or '').strip().splitlines()[-1:]}"
+        for j in report.jobs
+        if j["status"] == "failed"
+    ]
+    return out
 
+
+def _markdown(
+    report: Report, store: Store, title: str, intro: str, images: list[Path], prints: dict
+) -> str:
     md = [
         f"# {title}",
         "",
@@ -246,19 +274,23 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
     md += [
         "",
         "Each claim is a family of comparisons between groups of runs (Welch's t; an F-test "
-        "for a spread, Fisher for divergence), Holm-corrected. **supported**: significant in "
+        "for a spread, Fisher for divergence), Holm-corrected; the regularization claim's unit "
+        "is a seed's mean drop over the regularizers, each regularized run against the "
+        "unregularized run of its seed. **supported**: significant in "
         "the claimed direction (in every comparison, or in at least one measure for the "
         "stability claims); **not supported**: significant the other way; **no effect larger "
         "than δ**: every comparison equivalent within the margin (TOST); **inconclusive**: "
         "none of these, with what it would take. p is the deciding Holm-adjusted p.",
+        "",
+        "## Leaderboards",
+        "",
     ]
-    md += ["", "## Leaderboards", ""]
     for t in report.tables:
         md += [_markdown_table(t), ""]
-    if warnings or failed:
-        md += ["## Warnings", ""] + [f"- {w}" for w in warnings + failed] + [""]
+    warnings = _warnings(report)
+    if warnings:
+        md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in images]
-    prints = store.fingerprints_of_run(run_id)
     if prints:
         md += [
             "",
@@ -277,13 +309,12 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
             f"| {label} | {fp['norm']} | `{json.dumps(fp['options'])}` | {signature(fp)} |"
             for label, fp in prints.items()
         ]
-        (out / "fingerprints.json").write_text(json.dumps(prints, indent=1) + "\n")
     md += [
         "",
         "## Provenance",
         "",
-        *_provenance_lines(run),
-        *_computing_runs(store, run, report.jobs),
+        *_provenance_lines(report.run),
+        *_computing_runs(store, report.run, report.jobs),
         _cost_line(report.jobs),
         "",
         f"Reproduce: `robustbench-norm run suites/{report.suite}.toml && robustbench-norm "
@@ -295,10 +326,19 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
         "interactive: `index.html`.",
         "",
     ]
-    (out / "README.md").write_text("\n".join(md))
+    return "\n".join(md)
 
-    report.frame.to_csv(out / "results.csv", index=False)
-    document = {
+
+#: the job fields results.json carries (the rest — spec, logs — is in the exported store)
+JOB_FIELDS = (
+    "id", "key", "model", "norm", "batch_size", "seed", "regularizer", "status", "error",
+    "warnings", "wall_seconds",
+)  # fmt: skip
+
+
+def _results_document(report: Report) -> dict:
+    run = report.run
+    return {
         "schema": JSON_SCHEMA,
         "suite": {
             "name": report.suite,
@@ -307,49 +347,11 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
             "reference": report.reference,
         },
         "run": {k: run[k] for k in ("id", "status", "started", "finished", "provenance")},
-        "jobs": [
-            {
-                k: j[k]
-                for k in (
-                    "id",
-                    "key",
-                    "model",
-                    "norm",
-                    "batch_size",
-                    "seed",
-                    "regularizer",
-                    "status",
-                    "error",
-                    "warnings",
-                    "wall_seconds",
-                )
-            }
-            for j in report.jobs
-        ],
+        "jobs": [{k: j[k] for k in JOB_FIELDS} for j in report.jobs],
         "leaderboards": [t.to_dict() for t in report.tables],
         "claims": [c.to_dict() for c in report.claims],
         "results": json.loads(report.frame.to_json(orient="records")),
     }
-    (out / "results.json").write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
-    (out / "suite.toml").write_text(run["suite_toml"])
-    files = [
-        out / "README.md",
-        out / "results.csv",
-        out / "results.json",
-        out / "suite.toml",
-        *([out / "fingerprints.json"] if prints else []),
-    ]
-    page = html_page.render(
-        title,
-        intro,
-        report.tables,
-        report.claims,
-        images,
-        provenance_rows(run),
-        links=[(f.name, f.name) for f in files] + [("store.sqlite", "store.sqlite")],
-    )
-    (out / "index.html").write_text(page)
-    return [*files, out / "index.html", *images]
 
 
 def publish(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
