@@ -4,6 +4,7 @@ input offsets. Prints one line per case; run by run.sh on a GPU machine (torch o
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import torch
@@ -19,33 +20,32 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.double().cpu() - b).abs().max() / b.abs().max()).item()
 
 
-for name, options in LAYERS:
-    for impl in ("fused", "kernels", "compiled"):
-        for channels_last in (False, True):
-            for offset in (3.0, 1000.0):
-                torch.manual_seed(0)
-                ref = make_norm(name, 64, groups=32, impl="fused", **options).double()
-                lay = make_norm(name, 64, groups=32, impl=impl, **options).to(DEV)
-                x = torch.randn(16, 64, 16, 16, dtype=torch.float64) * 2 + offset
-                xd = x.float().to(DEV)
-                if channels_last:
-                    xd = xd.contiguous(memory_format=torch.channels_last)
-                xd.requires_grad_(True)
-                xr = x.clone().requires_grad_(True)
-                variant = options.get("variant", "")
-                tag = f"{name:6s} {variant:9s} {impl:9s} cl={channels_last!s:5s} off={offset:4.0f}"
-                try:
-                    y, yr = lay(xd), ref(xr)
-                    g = torch.randn_like(yr)
-                    y.backward(g.float().to(DEV))
-                    yr.backward(g)
-                    lay.eval(), ref.eval()
-                    ye, yre = lay(xd.detach()), ref(xr.detach())
-                    layout = y.is_contiguous(memory_format=torch.channels_last) == channels_last
-                    print(
-                        f"{tag} fwd {rel(y, yr):.1e} dx {rel(xd.grad, xr.grad):.1e} "
-                        f"dγ {rel(lay.weight.grad, ref.weight.grad):.1e} eval {rel(ye, yre):.1e} "
-                        f"layout {'ok' if layout else 'CHANGED'}"
-                    )
-                except Exception as e:  # a crash is a result here: print it and go on
-                    print(f"{tag} ERROR {type(e).__name__}: {str(e)[:160]}")
+# the compiled cases last: they compile (seconds each), and a timeout should cut only them
+CASES = itertools.product(("fused", "kernels", "compiled"), LAYERS, (False, True), (3.0, 1000.0))
+for impl, (name, options), channels_last, offset in CASES:
+    torch.manual_seed(0)
+    ref = make_norm(name, 64, groups=32, impl="fused", **options).double()
+    lay = make_norm(name, 64, groups=32, impl=impl, **options).to(DEV)
+    x = torch.randn(16, 64, 16, 16, dtype=torch.float64) * 2 + offset
+    xd = x.float().to(DEV)
+    if channels_last:
+        xd = xd.contiguous(memory_format=torch.channels_last)
+    xd.requires_grad_(True)
+    xr = x.clone().requires_grad_(True)
+    variant = options.get("variant", "")
+    tag = f"{name:6s} {variant:9s} {impl:9s} cl={channels_last!s:5s} off={offset:4.0f}"
+    try:
+        y, yr = lay(xd), ref(xr)
+        g = torch.randn_like(yr)
+        y.backward(g.float().to(DEV))
+        yr.backward(g)
+        lay.eval(), ref.eval()
+        ye, yre = lay(xd.detach()), ref(xr.detach())
+        layout = y.is_contiguous(memory_format=torch.channels_last) == channels_last
+        print(
+            f"{tag} fwd {rel(y, yr):.1e} dx {rel(xd.grad, xr.grad):.1e} "
+            f"dγ {rel(lay.weight.grad, ref.weight.grad):.1e} eval {rel(ye, yre):.1e} "
+            f"layout {'ok' if layout else 'CHANGED'}"
+        )
+    except Exception as e:  # a crash is a result here: print it and go on
+        print(f"{tag} ERROR {type(e).__name__}: {str(e)[:160]}")

@@ -1,13 +1,22 @@
 #!/bin/bash
-# The GPU checks of issue 11, from the project root on a device machine (its own torch, no
-# package registry; the project is imported from source):  bash benchmarks/gpu/run.sh
-# About 4 minutes on an H100; record the step ratios in BENCHMARKS.md with the card's name.
-export PYTHONPATH="$PWD"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python -c "import torch, torchvision; print('torch', torch.__version__, 'tv', torchvision.__version__)"
+# The GPU checks, from the project root on a device machine (its own torch, no package
+# registry; the project is imported from source):  bash benchmarks/gpu/run.sh [OUT_DIR]
+# About 6 minutes on an H100. Each part's output is also written to OUT_DIR (default: ./gpu-out).
+# Record the step ratios in BENCHMARKS.md with the card's name.
+export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
+out="${1:-gpu-out}"
+mkdir -p "$out"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python -c "import torch, torchvision; print('torch', torch.__version__, 'tv', torchvision.__version__)"
+} 2>&1 | tee "$out/machine.txt"
 echo "== correctness: CUDA float32 vs CPU float64"
-timeout 240 python benchmarks/gpu/check_layers.py 2>&1 | grep -v Warning
-echo "== ResNet-18 step, bf16, channels_last, batch 128 (eager and torch.compile)"
-timeout 300 python benchmarks/norm_speed.py --device cuda --batch 128 --channels-last --bf16 \
-  --compile --repeats 30 \
-  --norms gnplus:fused gnplus:kernels gnplus:compiled gnplus-gn_first:kernels gnplus-bn_first:kernels cn bgn
+timeout 150 python benchmarks/gpu/check_layers.py 2>&1 | grep -v Warning | tee "$out/correctness.txt"
+echo "== layers alone and ResNet-18 step, bf16, channels_last, batch 128, eager"
+timeout 120 python benchmarks/norm_speed.py --device cuda --batch 128 --channels-last --bf16 \
+  --repeats 30 --norms gnplus:fused gnplus:kernels gnplus-gn_first:kernels \
+  gnplus-bn_first:kernels cn bgn 2>&1 | grep -v Warning | tee "$out/step-eager.txt"
+echo "== ResNet-18 step, eager and torch.compile(model)"
+timeout 200 python benchmarks/norm_speed.py --device cuda --batch 128 --channels-last --bf16 \
+  --repeats 30 --compile --norms gnplus:kernels 2>&1 | grep -v Warning | tee "$out/step-compiled.txt"
+echo "== the project's training path on CUDA (bf16, channels_last, compile)"
+timeout 150 python benchmarks/gpu/train_check.py 2>&1 | grep -v Warning | tee "$out/train.txt"
