@@ -64,6 +64,64 @@ def test_kernel_compositions_trace_whole_with_no_graph_break(spec, training):
     assert int(traced.num_batches_tracked) == int(eager.num_batches_tracked)
 
 
+@pytest.mark.parametrize("spec", KERNELS)
+@pytest.mark.parametrize("training", [True, False])
+def test_the_functional_composition_is_the_kernel_function_in_float64(spec, training):
+    """Compiled code runs the layer's functional composition (on CUDA a traced custom Function
+    got zero gradients, see kernels.py): it must be the same function, outputs, gradients and
+    running statistics, to float64 precision."""
+    torch.manual_seed(0)
+    a = build(spec, 16).double()
+    randomize_affine(a)
+    b = build(spec, 16).double()
+    b.load_state_dict(a.state_dict())
+    a.train()(torch.randn(4, 16, 6, 6, dtype=torch.float64))  # running stats off their init
+    b.train()(torch.randn(4, 16, 6, 6, dtype=torch.float64))
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(4, 16, 6, 6, dtype=torch.float64) * 2 + 1
+    dy = torch.randn_like(x)
+    results = []
+    for layer, route in ((a, "function"), (b, "functional")):
+        layer.train(training)
+        layer.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_(True)
+        momentum = layer.momentum if training else 0.0
+        if training:
+            layer.num_batches_tracked.add_(1)
+        args = layer._kernel_args(xi, momentum)
+        y = (
+            layer._kernel_function.apply(*args)
+            if route == "function"
+            else (layer._kernel_functional(*args))
+        )
+        y.backward(dy)
+        grads = {n: p.grad for n, p in layer.named_parameters()}
+        results.append((y.detach(), xi.grad, grads, layer.running_mean.clone()))
+    (ya, gxa, pa, rma), (yb, gxb, pb, rmb) = results
+    torch.testing.assert_close(yb, ya, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(gxb, gxa, rtol=1e-10, atol=1e-10)
+    for name in pa:
+        torch.testing.assert_close(pb[name], pa[name], rtol=1e-9, atol=1e-10, msg=name)
+    torch.testing.assert_close(rmb, rma, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("spec", KERNELS)
+def test_compiled_code_never_calls_the_custom_function(spec, monkeypatch):
+    """A compiled model must not trace the Function (its backward came back zero on CUDA)."""
+    eager, traced = _pair(spec)
+    x, dy = torch.randn(4, 16, 6, 6), torch.randn(4, 16, 6, 6)
+    expected = _run(eager, x, dy)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the custom Function ran under torch.compile")
+
+    monkeypatch.setattr(traced._kernel_function, "forward", staticmethod(refuse))
+    with pytest.raises(AssertionError, match="custom Function"):
+        traced(x)  # eager: the Function, as patched
+    compiled = torch.compile(traced, fullgraph=True, backend="aot_eager")
+    _assert_same(expected, _run(traced, x, dy, compiled), rtol=1e-6, atol=1e-6)
+
+
 def test_the_default_path_traces_whole_and_the_one_pass_path_does_not():
     """``auto`` is the kernel composition: it compiles with no graph break. The one-pass path
     differentiates its coefficient graph with autograd.grad, which dynamo cannot trace (why it

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The GPU checks, from the project root on a device machine (its own torch, no package
 # registry; the project is imported from source):  bash benchmarks/gpu/run.sh [OUT_DIR]
-# About 6 minutes on an H100. Each part's output is also written to OUT_DIR (default: ./gpu-out).
+# About 8 minutes on an H100. Each part's output is also written to OUT_DIR (default: ./gpu-out).
 # Record the step ratios in BENCHMARKS.md with the card's name.
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 out="${1:-gpu-out}"
@@ -20,3 +20,5 @@ timeout 200 python benchmarks/norm_speed.py --device cuda --batch 128 --channels
   --repeats 30 --compile --norms gnplus:kernels 2>&1 | grep -v Warning | tee "$out/step-compiled.txt"
 echo "== the project's training path on CUDA (bf16, channels_last, compile)"
 timeout 150 python benchmarks/gpu/train_check.py 2>&1 | grep -v Warning | tee "$out/train.txt"
+echo "== gradients under torch.compile vs eager, and the compiled step"
+timeout 200 python benchmarks/gpu/compiled_grads.py cuda --time 2>&1 | grep -v -i warn | tee "$out/compiled-grads.txt"

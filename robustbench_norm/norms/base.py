@@ -9,6 +9,7 @@ BatchNorm2d) live here once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -98,8 +99,10 @@ class MomentNorm(nn.Module):
         mu, sigma2 = self._batch_statistics(*self._tracked_moments(mean, var))
         update_running_stats(self.running_mean, self.running_var, mu, sigma2, count, momentum)
 
-    #: the layer composed from ATen's norm kernels (kernels.py), and its arguments
+    #: the layer composed from ATen's norm kernels (kernels.py), the same composition from
+    #: functional ops for compiled code, and their arguments
     _kernel_function: type[torch.autograd.Function]
+    _kernel_functional: Callable[..., Tensor]
 
     def _kernel_args(self, x: Tensor, momentum: float) -> tuple:
         """The arguments of ``_kernel_function`` (this form: the grouped layers CN and BGN)."""
@@ -129,7 +132,12 @@ class MomentNorm(nn.Module):
                 if momentum is None:  # cumulative moving average, as BatchNorm2d(momentum=None)
                     momentum = 1.0 / float(self.num_batches_tracked)
             function = self._kernel_function
-            apply = compiled(function) if impl == "compiled" else function.apply
+            if impl == "compiled":
+                apply = compiled(function)
+            elif torch.compiler.is_compiling():  # inside a compiled model: see kernels.py
+                apply = self._kernel_functional
+            else:
+                apply = function.apply
             with torch.autocast(device_type=x.device.type, enabled=False):
                 return apply(*self._kernel_args(x, momentum))
         return moment_affine(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from robustbench_norm.norms.base import MomentNorm
 from robustbench_norm.norms.checks import DEFAULT_GROUPS, resolve_groups
-from robustbench_norm.norms.kernels import BatchGroupKernels
+from robustbench_norm.norms.kernels import BatchGroupKernels, batch_group_functional
 from robustbench_norm.norms.moments import batch_group_moments
 
 
@@ -45,6 +45,7 @@ class BatchGroupNorm(MomentNorm):
         )
 
     _kernel_function = BatchGroupKernels
+    _kernel_functional = staticmethod(batch_group_functional)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, groups={self.groups}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from robustbench_norm.norms.base import MomentNorm
 from robustbench_norm.norms.checks import DEFAULT_GROUPS, resolve_groups
-from robustbench_norm.norms.kernels import ContinualKernels
+from robustbench_norm.norms.kernels import ContinualKernels, continual_functional
 from robustbench_norm.norms.moments import group_moments, normalizer
 
 
@@ -39,6 +39,7 @@ class ContinualNorm(MomentNorm):
         return weight * bn[0] * gn[0], weight * (bn[0] * gn[1] + bn[1]) + bias
 
     _kernel_function = ContinualKernels
+    _kernel_functional = staticmethod(continual_functional)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, groups={self.groups}"

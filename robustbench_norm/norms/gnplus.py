@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.norms.base import MomentNorm
 from robustbench_norm.norms.checks import DEFAULT_GROUPS, resolve_groups
-from robustbench_norm.norms.kernels import GNPlusKernels
+from robustbench_norm.norms.kernels import GNPlusKernels, gnplus_functional
 from robustbench_norm.norms.moments import group_moments, normalizer
 
 VARIANTS = ("parallel", "gn_first", "bn_first")
@@ -112,6 +112,7 @@ class GNPlus(MomentNorm):
         return weight * scale, weight * shift + bias
 
     _kernel_function = GNPlusKernels
+    _kernel_functional = staticmethod(gnplus_functional)
 
     def _kernel_args(self, x: Tensor, momentum: float) -> tuple:
         state = (self.groups, self.eps, momentum, self.variant)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from robustbench_norm.norms.moments import compute_dtype, group_norm_input
@@ -218,34 +219,68 @@ class BatchGroupKernels(torch.autograd.Function):
         return in_format_of(dx, ctx.layout), dweight, dbias, None, None, None, None
 
 
-# -- impl="compiled": the same compositions through torch.compile ----------------------------------
-# One function per composition, so each has its own compiled-code cache (dynamo keeps a bounded
-# number of graphs per code object; shapes become dynamic after the first recompile).
+# -- under torch.compile: the same compositions from differentiable functional ops ---------------
+# Dynamo traces a custom autograd.Function, but on CUDA (torch 2.11, H100) the traced backward of
+# these Functions returned zeros, with every backend (eager, aot_eager, inductor) and with or
+# without once_differentiable: a compiled GN+ ResNet-18 trained its classifier alone, since 80
+# of its 82 parameters got zero gradients. On CPU the same graphs are correct. Under compile the
+# layers therefore run these compositions of F.group_norm and F.batch_norm instead: the same
+# arithmetic, differentiated by AOTAutograd through ops it knows, with no Function to trace.
 
 
-def _gnplus_apply(*args):
-    return GNPlusKernels.apply(*args)
+def gnplus_functional(x, weight, bias, theta, running_mean, running_var, training, state):
+    groups, eps, momentum, variant = state
+    xs = x.to(compute_dtype(x))
+    lam = torch.sigmoid(theta.to(xs.dtype))
+    w_g = weight * lam
+    w_b = weight - w_g
+    stats = (running_mean, running_var)
+    if variant == "parallel":
+        y_g = F.group_norm(group_norm_input(xs), groups, w_g, bias, eps)
+        y = F.batch_norm(xs, *stats, w_b, None, training, momentum, eps) + y_g
+    elif variant == "gn_first":
+        z = F.group_norm(group_norm_input(xs), groups, None, None, eps)
+        y = F.batch_norm(z, *stats, w_b, bias, training, momentum, eps) + z * _channel_view(w_g)
+    else:  # bn_first
+        z = F.batch_norm(xs, *stats, None, None, training, momentum, eps)
+        y = F.group_norm(group_norm_input(z), groups, w_g, bias, eps) + z * _channel_view(w_b)
+    return in_format_of(y, x).to(x.dtype)
 
 
-def _continual_apply(*args):
-    return ContinualKernels.apply(*args)
+def continual_functional(x, weight, bias, running_mean, running_var, training, state):
+    groups, eps, momentum = state
+    z = F.group_norm(group_norm_input(x.to(compute_dtype(x))), groups, None, None, eps)
+    y = F.batch_norm(z, running_mean, running_var, weight, bias, training, momentum, eps)
+    return in_format_of(y, x).to(x.dtype)
 
 
-def _batch_group_apply(*args):
-    return BatchGroupKernels.apply(*args)
+def batch_group_functional(x, weight, bias, running_mean, running_var, training, state):
+    groups, eps, momentum = state
+    xs = group_norm_input(x.to(compute_dtype(x)))
+    n = xs.shape[0]
+    zv = F.batch_norm(
+        xs.view(n, groups, -1), running_mean, running_var, None, None, training, momentum, eps
+    )
+    y = torch.addcmul(_channel_view(bias), zv.view_as(xs), _channel_view(weight))
+    return in_format_of(y, x).to(x.dtype)
 
 
-_APPLY = {
-    GNPlusKernels: _gnplus_apply,
-    ContinualKernels: _continual_apply,
-    BatchGroupKernels: _batch_group_apply,
+#: each Function's composition for compiled code (same arguments as ``Function.apply``); the
+#: layers also hold theirs as ``_kernel_functional`` (dynamo cannot key a dict by a Function)
+FUNCTIONAL = {
+    GNPlusKernels: gnplus_functional,
+    ContinualKernels: continual_functional,
+    BatchGroupKernels: batch_group_functional,
 }
 
 
 @functools.cache
 def compiled(function: type[torch.autograd.Function]):
-    """``function.apply`` under ``torch.compile(fullgraph=True)``: inductor decomposes the norm
-    kernels and their backward and fuses them with the mixing into a few generated kernels (on
-    CUDA, Triton; on CPU, C++). ``fullgraph`` makes any graph break (a host sync, an untraceable
-    call) an error instead of a silent slowdown. Compiled on first use, per input shape."""
-    return torch.compile(_APPLY[function], fullgraph=True)
+    """``impl="compiled"``: the layer's functional composition under
+    ``torch.compile(fullgraph=True)``. Inductor fuses the norm kernels, their backward and the
+    mixing into a few generated kernels (on CUDA, Triton; on CPU, C++); ``fullgraph`` makes any
+    graph break (a host sync, an untraceable call) an error instead of a silent slowdown. One
+    compiled function per family: dynamo keeps at most 8 graphs per function, enough for one
+    variant in training and eval, both layouts and a few shapes (shapes become dynamic after
+    the first recompile), not for every variant in one process."""
+    return torch.compile(FUNCTIONAL[function], fullgraph=True)
