@@ -317,3 +317,32 @@ def test_stability_rows_are_means_overall_and_per_third():
     assert rows[("landscape_range", None, "mean")] == 25.0
     # thirds of [0, 51): steps 0, 10 | 20, 30 | 40, 50
     assert [rows[("landscape_range", p, "phase_mean")] for p in (0, 1, 2)] == [5.0, 25.0, 45.0]
+
+
+def test_mce_intervals_carry_the_reference_means_uncertainty():
+    """A CE is a ratio to the reference's seed-mean errors, so every other row's interval must
+    include how well that mean is known: SE² = s²/n + mean²·(sd_ref / (√n_ref · mean_ref))², with
+    Welch–Satterthwaite degrees of freedom, here by hand."""
+    from robustbench_norm.reporting.leaderboard import Cell, Table
+    from robustbench_norm.reporting.tables import carry_reference_uncertainty
+
+    table = Table("mce", "mCE", "", False, ["c"])
+    table.rows = {
+        "bn": {"c": Cell([0.9, 1.0, 1.1], None)},
+        "gn": {"c": Cell([1.2, 1.3, 1.4], None)},
+    }
+    alone = (table.rows["gn"]["c"].low, table.rows["gn"]["c"].high)
+    carry_reference_uncertainty(table, "bn")
+    own = np.var([1.2, 1.3, 1.4], ddof=1) / 3  # 0.01 / 3
+    rse = np.std([0.9, 1.0, 1.1], ddof=1) / math.sqrt(3) / 1.0  # 0.1 / √3
+    ref = 1.3**2 * rse**2
+    df = (own + ref) ** 2 / (own**2 / 2 + ref**2 / 2)
+    half = stats.t.ppf(0.975, df) * math.sqrt(own + ref)
+    gn = table.rows["gn"]["c"]
+    assert (gn.low, gn.high) == pytest.approx((1.3 - half, 1.3 + half))
+    assert gn.low < alone[0] and gn.high > alone[1]  # wider than the runs' spread alone
+    # the reference's own row keeps its runs' interval around 1
+    bn = table.rows["bn"]["c"]
+    assert bn.mean == pytest.approx(1.0) and bn.low == pytest.approx(
+        1.0 - stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
+    )

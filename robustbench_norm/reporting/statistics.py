@@ -233,6 +233,36 @@ def mean_interval(
     return mean, lo, hi
 
 
+def ratio_interval(
+    values: Sequence[float],
+    reference_rse: float,
+    reference_df: int,
+    bounds: tuple[float, float] | None = None,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """(mean, low, high) of a ratio to a reference that is itself a mean over runs (mCE: each
+    run's errors ÷ the reference's seed-mean errors). The reference's relative standard error
+    ``reference_rse`` (``reference_df`` degrees of freedom) enters in quadrature, by the delta
+    method: SE² = s²/n + mean²·rse², with Welch–Satterthwaite degrees of freedom. Without it an
+    interval would pretend the reference were known exactly."""
+    finite = [v for v in values if math.isfinite(v)]
+    n = len(finite)
+    if n < 2 or reference_df < 1 or not math.isfinite(reference_rse):
+        return mean_interval(finite, bounds, confidence)
+    mean = float(np.mean(finite))
+    own = float(np.var(finite, ddof=1)) / n
+    ref = mean**2 * reference_rse**2
+    se = math.sqrt(own + ref)
+    if se == 0:
+        return mean, mean, mean
+    df = (own + ref) ** 2 / (own**2 / (n - 1) + ref**2 / reference_df)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return mean, lo, hi
+
+
 def finite_or_none(x: float | None) -> float | None:
     """JSON has no NaN or infinity: a value that is not finite becomes null."""
     return None if x is None or not math.isfinite(x) else float(x)

@@ -6,11 +6,21 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from robustbench_norm import metrics
 from robustbench_norm.perturb.attacks import AttackSpec, format_epsilon
-from robustbench_norm.reporting.leaderboard import Cell, Table, pivot, select, setting_name, varying
+from robustbench_norm.reporting import statistics
+from robustbench_norm.reporting.leaderboard import (
+    MIN_RUNS_FOR_INTERVAL,
+    Cell,
+    Table,
+    pivot,
+    select,
+    setting_name,
+    varying,
+)
 
 
 def build_tables(frame: pd.DataFrame, jobs: list[dict], order: list[str], reference) -> list[Table]:
@@ -186,9 +196,10 @@ def _mce_tables(frame: pd.DataFrame, reference: str, order: list[str]) -> list[T
     mce = pd.DataFrame(rows)
     desc = (
         f"CE per run against the {reference!r} runs' mean error per corruption and severity "
-        "(1.0 = as robust as the reference on average)"
+        "(1.0 = as robust as the reference on average); the other rows' intervals carry the "
+        "reference mean's own uncertainty (delta method)"
     )
-    return [
+    tables = [
         pivot(
             mce[mce.metric == "mce"],
             id="mce",
@@ -209,6 +220,29 @@ def _mce_tables(frame: pd.DataFrame, reference: str, order: list[str]) -> list[T
             bounds=None,
         ),
     ]
+    for table in tables:
+        carry_reference_uncertainty(table, reference)
+    return tables
+
+
+def carry_reference_uncertainty(table: Table, reference: str) -> None:
+    """Widen every non-reference cell's interval by the uncertainty of the denominator they
+    share: the reference's runs scatter around its mean, and their relative standard error
+    (sd / (√n · mean)) is how well that mean — every CE's denominator — is known."""
+    ref_row = table.rows.get(reference, {})
+    for column in table.columns:
+        ref = ref_row.get(column)
+        values = [v for v in (ref.values if ref else []) if math.isfinite(v)]
+        if len(values) < 2 or not np.mean(values):
+            continue
+        rse = float(np.std(values, ddof=1) / math.sqrt(len(values)) / abs(np.mean(values)))
+        for norm, cells in table.rows.items():
+            cell = cells.get(column)
+            if norm == reference or cell is None or cell.n < MIN_RUNS_FOR_INTERVAL:
+                continue
+            _, cell.low, cell.high = statistics.ratio_interval(
+                cell.values, rse, len(values) - 1, cell.bounds
+            )
 
 
 def _relative_to_reference(values: pd.DataFrame, reference: str) -> pd.DataFrame:
