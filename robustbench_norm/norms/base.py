@@ -131,13 +131,12 @@ class MomentNorm(nn.Module):
                 momentum = self.momentum
                 if momentum is None:  # cumulative moving average, as BatchNorm2d(momentum=None)
                     momentum = 1.0 / float(self.num_batches_tracked)
-            function = self._kernel_function
             if impl == "compiled":
-                apply = compiled(function)
+                apply = compiled(self._kernel_functional)
             elif torch.compiler.is_compiling():  # inside a compiled model: see kernels.py
                 apply = self._kernel_functional
             else:
-                apply = function.apply
+                apply = self._kernel_function.apply
             with torch.autocast(device_type=x.device.type, enabled=False):
                 return apply(*self._kernel_args(x, momentum))
         return moment_affine(

@@ -265,22 +265,13 @@ def batch_group_functional(x, weight, bias, running_mean, running_var, training,
     return in_format_of(y, x).to(x.dtype)
 
 
-#: each Function's composition for compiled code (same arguments as ``Function.apply``); the
-#: layers also hold theirs as ``_kernel_functional`` (dynamo cannot key a dict by a Function)
-FUNCTIONAL = {
-    GNPlusKernels: gnplus_functional,
-    ContinualKernels: continual_functional,
-    BatchGroupKernels: batch_group_functional,
-}
-
-
 @functools.cache
-def compiled(function: type[torch.autograd.Function]):
-    """``impl="compiled"``: the layer's functional composition under
+def compiled(functional):
+    """``impl="compiled"``: a layer's functional composition (``gnplus_functional``, …) under
     ``torch.compile(fullgraph=True)``. Inductor fuses the norm kernels, their backward and the
     mixing into a few generated kernels (on CUDA, Triton; on CPU, C++); ``fullgraph`` makes any
     graph break (a host sync, an untraceable call) an error instead of a silent slowdown. One
     compiled function per family: dynamo keeps at most 8 graphs per function, enough for one
     variant in training and eval, both layouts and a few shapes (shapes become dynamic after
     the first recompile), not for every variant in one process."""
-    return torch.compile(FUNCTIONAL[function], fullgraph=True)
+    return torch.compile(functional, fullgraph=True)
