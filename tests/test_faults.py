@@ -436,7 +436,12 @@ def test_sigint_says_how_to_resume_and_the_rerun_finishes(tmp_path, jobs):
     store = tmp_path / "s.sqlite"
     argv = cli("run", str(suite), "--store", str(store), "--workdir", str(tmp_path / "w"),
                "--threads", "1", "--jobs", jobs)  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job (`cmd &`) starts with SIGINT ignored, and the child would inherit
+    # that: give it the disposition a terminal user's process has
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline = time.time() + 120
     while time.time() < deadline:  # interrupt once the first job is done and others train
         time.sleep(0.3)
