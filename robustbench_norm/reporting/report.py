@@ -66,7 +66,8 @@ def build_report(store: Store, run_id: int, alpha: float = 0.05) -> Report:
     toml = tomllib.loads(run["suite_toml"])
     reference = toml.get("reference", "bn" if "bn" in order else None)
     done = frame[frame.status == "done"]
-    tables = build_tables(done, jobs, order, reference)
+    table = toml.get("evaluate", {}).get("corruptions", {}).get("table", "imagenet-c")
+    tables = build_tables(done, jobs, order, reference, table)
 
     claims = evaluate_claims(frame, jobs, alpha)
     return Report(

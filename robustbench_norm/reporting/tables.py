@@ -23,11 +23,21 @@ from robustbench_norm.reporting.leaderboard import (
 )
 
 
-def build_tables(frame: pd.DataFrame, jobs: list[dict], order: list[str], reference) -> list[Table]:
+def build_tables(
+    frame: pd.DataFrame,
+    jobs: list[dict],
+    order: list[str],
+    reference: str | None,
+    severity_table: str = "imagenet-c",
+) -> list[Table]:
+    """Every table the run has data for, in the order a reader meets them: clean, noise,
+    noise sequences, corruptions (with mCE against ``reference``), attacks, stability and the
+    regularization sweep."""
     vary = varying(frame)
     multi = len({setting_name(r, vary) for _, r in frame.iterrows()}) > 1
 
     def with_setting(prefix):
+        """A column per (setting, prefix(row)); the setting is left out when there is one."""
         return lambda r: f"{setting_name(r, vary)} · {prefix(r)}" if multi else prefix(r)
 
     tables = [
@@ -39,92 +49,9 @@ def build_tables(frame: pd.DataFrame, jobs: list[dict], order: list[str], refere
             order=order,
         ),
     ]
-    noise = select(frame, "noise", "mean_accuracy", "gaussian_noise")
-    if not noise.empty:
-        tables.append(
-            pivot(
-                noise,
-                id="noise",
-                title="Gaussian noise: mean accuracy",
-                description="accuracy averaged over the noise levels σ > 0",
-                order=order,
-            )
-        )
-        per_sigma = select(frame, "noise", "accuracy", "gaussian_noise")
-        tables.append(
-            pivot(
-                per_sigma,
-                id="noise-sigma",
-                title="Gaussian noise: accuracy per σ",
-                description="additive N(0, σ²) in [0, 1] pixel space, clipped",
-                column_of=with_setting(lambda r: f"σ={r.parameter:g}"),
-                order=order,
-            )
-        )
-    flip = select(frame, "noise_sequence", "flip_probability")
-    if not flip.empty:
-        sigma = f"{flip.parameter.iloc[0]:g}" if pd.notna(flip.parameter.iloc[0]) else "?"
-        tables.append(
-            pivot(
-                flip,
-                id="flip",
-                title="Noise sequences: flip probability",
-                description=f"CIFAR-10-P: share of frames with fresh Gaussian noise (σ = {sigma}) "
-                "whose prediction differs from the clean frame's; read it next to the accuracy "
-                "on those frames below — a model that always predicts one class never flips",
-                higher_is_better=False,
-                order=order,
-            )
-        )
-        if reference is not None and reference in set(flip.norm):
-            tables.append(
-                pivot(
-                    _relative_to_reference(flip, reference),
-                    id="flip-rate",
-                    title="Noise sequences: flip rate (FR)",
-                    description=f"flip probability ÷ the {reference!r} runs' mean flip probability "
-                    "in the same setting (1.0 = as stable as the reference)",
-                    higher_is_better=False,
-                    order=order,
-                    bounds=(0.0, math.inf),
-                )
-            )
-        noisy = select(frame, "noise_sequence", "mean_accuracy")
-        if not noisy.empty:
-            tables.append(
-                pivot(
-                    noisy,
-                    id="flip-accuracy",
-                    title="Noise sequences: accuracy on the noisy frames",
-                    description=f"mean accuracy over the frames with noise σ = {sigma}",
-                    order=order,
-                )
-            )
-    corr = select(frame, "corruption", "mean_corruption_accuracy")
-    if not corr.empty:
-        tables.append(
-            pivot(
-                corr,
-                id="corruption",
-                title="Common corruptions: mean accuracy",
-                description="accuracy averaged over corruptions and severities",
-                order=order,
-            )
-        )
-        per_name = select(frame, "corruption", "mean_accuracy")
-        per_name = per_name[per_name.name != "all"]
-        tables.append(
-            pivot(
-                per_name,
-                id="corruption-names",
-                title="Common corruptions: accuracy per corruption",
-                description="averaged over severities",
-                column_of=with_setting(lambda r: r["name"]),
-                order=order,
-            )
-        )
-        if reference is not None:
-            tables += _mce_tables(frame, reference, order)
+    tables += _noise_tables(frame, order, with_setting)
+    tables += _flip_tables(frame, order, reference)
+    tables += _corruption_tables(frame, order, reference, severity_table, with_setting)
     for attack in dict.fromkeys(select(frame, "attack", "robust_accuracy").name):
         sub = select(frame, "attack", "robust_accuracy", attack)
         tables.append(
@@ -139,11 +66,10 @@ def build_tables(frame: pd.DataFrame, jobs: list[dict], order: list[str], refere
         )
     tables.append(_stability_table(frame, jobs, order))
     if frame.regularizer.nunique() > 1:
-        clean = select(frame, "clean", "accuracy")
         rest = [k for k in vary if k != "regularizer"]
         tables.append(
             pivot(
-                clean,
+                select(frame, "clean", "accuracy"),
                 id="regularization",
                 title="Clean accuracy per regularizer",
                 description="one factor at a time around the unregularized run",
@@ -153,6 +79,109 @@ def build_tables(frame: pd.DataFrame, jobs: list[dict], order: list[str], refere
                 order=order,
             )
         )
+    return tables
+
+
+def _noise_tables(frame: pd.DataFrame, order: list[str], with_setting) -> list[Table]:
+    noise = select(frame, "noise", "mean_accuracy", "gaussian_noise")
+    if noise.empty:
+        return []
+    return [
+        pivot(
+            noise,
+            id="noise",
+            title="Gaussian noise: mean accuracy",
+            description="accuracy averaged over the noise levels σ > 0",
+            order=order,
+        ),
+        pivot(
+            select(frame, "noise", "accuracy", "gaussian_noise"),
+            id="noise-sigma",
+            title="Gaussian noise: accuracy per σ",
+            description="additive N(0, σ²) in [0, 1] pixel space, clipped",
+            column_of=with_setting(lambda r: f"σ={r.parameter:g}"),
+            order=order,
+        ),
+    ]
+
+
+def _flip_tables(frame: pd.DataFrame, order: list[str], reference: str | None) -> list[Table]:
+    """CIFAR-10-P's flip probability, its rate against the reference, and the accuracy on the
+    noisy frames, which keeps a model that always predicts one class from looking stable."""
+    flip = select(frame, "noise_sequence", "flip_probability")
+    if flip.empty:
+        return []
+    sigma = f"{flip.parameter.iloc[0]:g}" if pd.notna(flip.parameter.iloc[0]) else "?"
+    tables = [
+        pivot(
+            flip,
+            id="flip",
+            title="Noise sequences: flip probability",
+            description=f"CIFAR-10-P: share of frames with fresh Gaussian noise (σ = {sigma}) "
+            "whose prediction differs from the clean frame's; read it next to the accuracy "
+            "on those frames below — a model that always predicts one class never flips",
+            higher_is_better=False,
+            order=order,
+        )
+    ]
+    if reference is not None and reference in set(flip.norm):
+        tables.append(
+            pivot(
+                _relative_to_reference(flip, reference),
+                id="flip-rate",
+                title="Noise sequences: flip rate (FR)",
+                description=f"flip probability ÷ the {reference!r} runs' mean flip probability "
+                "in the same setting (1.0 = as stable as the reference)",
+                higher_is_better=False,
+                order=order,
+                bounds=(0.0, math.inf),
+            )
+        )
+    noisy = select(frame, "noise_sequence", "mean_accuracy")
+    if not noisy.empty:
+        tables.append(
+            pivot(
+                noisy,
+                id="flip-accuracy",
+                title="Noise sequences: accuracy on the noisy frames",
+                description=f"mean accuracy over the frames with noise σ = {sigma}",
+                order=order,
+            )
+        )
+    return tables
+
+
+def _corruption_tables(
+    frame: pd.DataFrame, order: list[str], reference: str | None, severity_table: str,
+    with_setting,
+) -> list[Table]:  # fmt: skip
+    corr = select(frame, "corruption", "mean_corruption_accuracy")
+    if corr.empty:
+        return []
+    severities = {
+        "imagenet-c": "ImageNet-C's severities (imagecorruptions), harsh at 32×32",
+        "cifar-10-c": "CIFAR-10-C's severities",
+    }.get(severity_table, severity_table)
+    per_name = select(frame, "corruption", "mean_accuracy")
+    tables = [
+        pivot(
+            corr,
+            id="corruption",
+            title="Common corruptions: mean accuracy",
+            description=f"accuracy averaged over corruptions and severities; {severities}",
+            order=order,
+        ),
+        pivot(
+            per_name[per_name.name != "all"],
+            id="corruption-names",
+            title="Common corruptions: accuracy per corruption",
+            description="averaged over severities",
+            column_of=with_setting(lambda r: r["name"]),
+            order=order,
+        ),
+    ]
+    if reference is not None:
+        tables += _mce_tables(frame, reference, order)
     return tables
 
 
