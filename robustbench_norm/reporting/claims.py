@@ -403,7 +403,7 @@ def gn_more_sensitive_to_regularization(frame, alpha, gn="gn", bn="bn", margin=0
             )
             for reg in regs
         ]  # fmt: skip
-        details.append(_holm_line(per_reg, alpha))
+        details.append(_holm_line(per_reg))
         whole = {n: d.dropna() for n, d in drops.items()}
         left_out += [
             f"{label} {n}: {len(drops[n]) - len(whole[n])} seed(s) without every run"
@@ -439,7 +439,8 @@ def seed_drops(runs: pd.DataFrame, regs: list[str]) -> pd.DataFrame:
     return pd.DataFrame(columns, index=acc.index)
 
 
-def _holm_line(comparisons: list[Comparison], alpha: float) -> str:
+def _holm_line(comparisons: list[Comparison]) -> str:
+    """Each comparison with its Holm-adjusted p within the list (where it has one)."""
     finite = [c.p_for for c in comparisons if math.isfinite(c.p_for)]
     adjusted = iter(statistics.holm(finite)) if finite else iter(())
     parts = []
