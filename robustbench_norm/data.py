@@ -70,8 +70,9 @@ class DatasetInfo:
     flip: bool
     description: str
     class_names: tuple[str, ...] = field(repr=False, default=())
-    #: training images, known without loading them (for `plan`)
+    #: training and test images, known without loading them (for `plan` and validation)
     train_size: int = 0
+    test_size: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,8 +232,8 @@ def _svhn_split(split: str) -> dict:
     return {"split": split}
 
 
-def _info(name, classes, channels, mean, std, flip, description, names, size) -> DatasetInfo:
-    return DatasetInfo(name, classes, channels, mean, std, flip, description, names, size)
+def _info(name, classes, channels, mean, std, flip, description, names, sizes) -> DatasetInfo:
+    return DatasetInfo(name, classes, channels, mean, std, flip, description, names, *sizes)
 
 
 _FASHION = (10, 1, (0.2190,), (0.3318,), True)
@@ -248,16 +249,32 @@ DATASETS: dict[str, tuple[DatasetInfo, Loader]] = {
             *_FASHION,
             "Fashion-MNIST, stratified 5,000/1,000 subset shipped in the package",
             FASHION_CLASSES,
-            5000,
+            (5000, 1000),
         ),
         _load_embedded,
     ),
     "fashion-mnist": (
-        _info("fashion-mnist", *_FASHION, "Fashion-MNIST, 60,000/10,000", FASHION_CLASSES, 60000),
+        _info(
+            "fashion-mnist",
+            *_FASHION,
+            "Fashion-MNIST, 60,000/10,000",
+            FASHION_CLASSES,
+            (60000, 10000),
+        ),
         _load_fashion_mnist,
     ),
     "mnist": (
-        _info("mnist", 10, 1, (0.1001,), (0.2752,), False, "MNIST, 60,000/10,000", DIGITS, 60000),
+        _info(
+            "mnist",
+            10,
+            1,
+            (0.1001,),
+            (0.2752,),
+            False,
+            "MNIST, 60,000/10,000",
+            DIGITS,
+            (60000, 10000),
+        ),
         _torchvision_loader("MNIST", "mnist", _train_flag),
     ),
     "cifar10": (
@@ -269,7 +286,7 @@ DATASETS: dict[str, tuple[DatasetInfo, Loader]] = {
             True,
             "CIFAR-10, 50,000/10,000",
             CIFAR10_CLASSES,
-            50000,
+            (50000, 10000),
         ),
         _torchvision_loader("CIFAR10", "cifar10", _train_flag),
     ),
@@ -282,13 +299,20 @@ DATASETS: dict[str, tuple[DatasetInfo, Loader]] = {
             True,
             "CIFAR-100, 50,000/10,000",
             tuple(f"class_{i}" for i in range(100)),
-            50000,
+            (50000, 10000),
         ),
         _torchvision_loader("CIFAR100", "cifar100", _train_flag),
     ),
     "svhn": (
         _info(
-            "svhn", 10, 3, *_SVHN_STATS, False, "SVHN house numbers, 73,257/26,032", DIGITS, 73257
+            "svhn",
+            10,
+            3,
+            *_SVHN_STATS,
+            False,
+            "SVHN house numbers, 73,257/26,032",
+            DIGITS,
+            (73257, 26032),
         ),
         _torchvision_loader("SVHN", "svhn", _svhn_split),
     ),

@@ -59,8 +59,17 @@ def spec_key(spec: Any, code: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+#: seeds lie in [0, 2³²): torch's CPU generator keeps only a seed's low 32 bits, so seeds 0 and
+#: 2³² would train the same model and the statistics would count one draw twice
+SEED_LIMIT = 2**32
+
+
 def check_seed(seed: Any, where: str) -> None:
-    """A seed is a non-negative integer: numpy's generators refuse negative ones, and a job
-    that fails on one only after training has cost its training for nothing."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise RobustBenchError(f"{where}={seed!r} must be a non-negative integer")
+    """A seed is an integer in [0, 2³²): numpy's generators refuse negative ones, torch's
+    keeps 32 bits of larger ones (two suite seeds would silently collide), and a job that
+    fails on one only after training has cost its training for nothing."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise RobustBenchError(
+            f"{where}={seed!r} must be an integer from 0 to {SEED_LIMIT - 1} (2³² − 1): "
+            "torch keeps only a seed's low 32 bits"
+        )

@@ -44,6 +44,7 @@ def make_run(
     provenance: dict | None = None,
     finish: str | None = "finished",
     rng_seed: int = 0,
+    spec: dict | None = None,
 ) -> int:
     """One run of norms × seeds; ``status[(norm, seed)]`` overrides "done"."""
     rng = np.random.default_rng(rng_seed)
@@ -56,7 +57,8 @@ def make_run(
             for seed in seeds:
                 key = f"{norm}-{seed}-{run}"
                 labels = dict(model="resnet20", norm=norm, batch_size=64, seed=seed)
-                job = store.add_job(run, key, {}, {**labels, "regularizer": "none"}, "running")
+                labels |= {"regularizer": "none"}
+                job = store.add_job(run, key, spec or {}, labels, "running")
                 state = status.get((norm, seed), "done")
                 if state in ("pending", "running"):
                     store.set_status(job, state)
@@ -156,10 +158,54 @@ def test_a_statistical_drop_is_worse_after_holm(tmp_path, prints, capsys):
 def test_underpowered_tests_say_how_many_runs(tmp_path, prints, capsys):
     base, cand = tmp_path / "base.sqlite", tmp_path / "cand.sqlite"
     make_run(base, seeds=(0, 1), prints=prints)
-    make_run(cand, seeds=(0, 1), prints=prints, rng_seed=1)
-    assert check(base, cand, "--detect", "0.001") == 0
+    make_run(cand, seeds=(0, 1), shift={"bn": -0.05, "gnplus": -0.05}, prints=prints, rng_seed=1)
+    assert check(base, cand, "--detect", "0.001") == 0  # better everywhere: a pass, said weak
     out = capsys.readouterr().out
-    assert "underpowered" in out and "runs per side would" in out
+    assert "underpowered" in out and "runs per side would" in out and "PASS" in out
+
+
+def test_an_untestable_estimate_worse_than_detect_is_undecided_not_a_pass(tmp_path, prints, capsys):
+    """One run per side, clean accuracy 0.73 → 0.43: no spread to test, so no regression can
+    be shown, but a PASS would hide a collapse."""
+    base, cand = tmp_path / "base.sqlite", tmp_path / "cand.sqlite"
+    make_run(base, seeds=(0,), prints=prints)
+    make_run(cand, seeds=(0,), shift={"bn": 0.3}, prints=prints, rng_seed=1)
+    assert check(base, cand) == 4
+    out = capsys.readouterr().out
+    assert "PASS" not in out and "UNDECIDED (exit 4, not a pass)" in out
+    assert "  - bn · resnet20 · bs 64 · clean/accuracy: Δ -0.2" in out  # -0.3 + seed noise
+    assert "single run on a side" in out and "more than 200" not in out
+    assert check(base, cand, "--json", "-") == 4
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "undecided" and len(report["undecided"]) == 3  # bn's 3 primaries
+    untested = {c["norm"]: c["verdict"] for c in report["comparisons"] if c["tier"] == "primary"}
+    assert untested == {"bn": "undecided", "gnplus": "untestable"}  # gnplus did not drop
+
+
+def test_runs_of_different_settings_are_not_compared(tmp_path, prints, capsys):
+    base, cand = tmp_path / "base.sqlite", tmp_path / "cand.sqlite"
+    spec = {"label": "x", "compute": "cpu-2threads", "train": {"steps": 40, "seed": 0}}
+    make_run(base, prints=prints, spec=spec)
+    other = {"label": "x", "compute": "cpu-1threads", "train": {"steps": 3, "seed": 5}}
+    make_run(cand, prints=prints, spec=other, rng_seed=1)
+    assert check(base, cand) == 2
+    out = capsys.readouterr().out
+    assert "NOT COMPARABLE: train.steps: 40 vs 3 (bn · resnet20 · bs 64, gnplus · " in out
+    assert "compute" not in out.split("0. comparability")[1].split("1. completeness")[0]
+    assert check(base, cand, "--json", "-") == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "not comparable"
+    assert report["setting_differences"] == [
+        {
+            "field": "train.steps",
+            "baseline": 40,
+            "candidate": 3,
+            "settings": ["bn · resnet20 · bs 64", "gnplus · resnet20 · bs 64"],
+        }
+    ]
+    same = tmp_path / "same.sqlite"  # another seed and thread count: a fresh draw, comparable
+    make_run(same, prints=prints, spec=other | {"train": {"steps": 40, "seed": 7}}, rng_seed=2)
+    assert check(base, same) == 0
 
 
 @pytest.mark.parametrize(
@@ -198,7 +244,7 @@ def test_json_report_for_ci_tools(base, tmp_path, prints, capsys):
     make_run(cand, prints=prints, rng_seed=3)
     assert check(base, cand, "--json", "-") == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["schema"] == "robustbench-norm/check@1" and report["verdict"] == "pass"
+    assert report["schema"] == "robustbench-norm/check@2" and report["verdict"] == "pass"
     assert {c["tier"] for c in report["comparisons"]} == {"primary", "secondary"}
     assert all(f["status"] == "unchanged" for f in report["fingerprints"])
     primary = [c for c in report["comparisons"] if c["tier"] == "primary"]

@@ -28,6 +28,15 @@ def test_embedded_split_shape_dtype_and_class_balance(split, per_class):
     assert s.images[:, 2:-2, 2:-2].mean() > 50  # real clothes, not zeros
 
 
+@pytest.mark.parametrize("name", ["fashion-mnist-mini", "fashion-mnist"])
+def test_the_sizes_suites_are_validated_against_are_the_loaded_splits(name):
+    if name == "fashion-mnist" and not HAVE_SOURCE:
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    info = dataset_info(name)
+    assert len(load_split(name, "train")) == info.train_size
+    assert len(load_split(name, "test")) == info.test_size
+
+
 def test_shipped_file_matches_the_manifest_of_its_build_script():
     digest = hashlib.sha256(embedded_file(data.EMBEDDED_FILE).read_bytes()).hexdigest()
     assert digest == MANIFEST["sha256"]

@@ -31,7 +31,7 @@ from robustbench_norm.perturb.corruptions import CorruptionCache
 from robustbench_norm.suites import store_file
 from robustbench_norm.suites.execute import RunSettings, run_suite
 from robustbench_norm.suites.job_claims import JobClaims
-from robustbench_norm.suites.store import Store
+from robustbench_norm.suites.store import JobOutcome, Store
 from robustbench_norm.suites.suite import load_suite
 from robustbench_norm.train import TrainSpec, train
 
@@ -132,6 +132,31 @@ BAD_SUITES = [
         'sigmas = [0.1]\n[[evaluate.attacks]]\nname = "pgd_linf"\nrel_stepsize = -1.0',
         "rel_stepsize",
     ),
+    # torch keeps a seed's low 32 bits: seeds 0 and 2³² would train one model, counted twice
+    ("seeds = [0, 1]", "seeds = [0, 4294967296]", "seeds[1]"),
+    ("seeds = [0, 1]", "seeds = [9223372036854775807]", "seeds[0]"),
+    # repeats: measured (or planned) twice, counted twice in every mean
+    ("batch_sizes = [64]", "batch_sizes = [64, 64]", "batch_sizes: repeats 64"),
+    ("sigmas = [0.1]", "sigmas = [0.1, 0.1]", "sigmas: repeats 0.1"),
+    (
+        "sigmas = [0.1]",
+        'sigmas = [0.1]\n[evaluate.corruptions]\nnames = ["contrast", "fog", "contrast"]',
+        "corruptions.names: repeats 'contrast'",
+    ),
+    (
+        "sigmas = [0.1]",
+        'sigmas = [0.1]\n[[evaluate.attacks]]\nname = "fgsm"\n[[evaluate.attacks]]\nname = "fgsm"',
+        "attacks[1].name",
+    ),
+    (
+        "sigmas = [0.1]",
+        'sigmas = [0.1]\n[[evaluate.attacks]]\nname = "fgsm"\nepsilons = ["8/255", 0.03137254901960784]',
+        "attacks[0].epsilons: repeats",
+    ),
+    # sizes the data cannot have: refused at load, not after training (or silently capped)
+    ("batch_sizes = [64]", "batch_sizes = [100000]", "5,000 training images"),
+    ("test_limit = 50", "test_limit = 9223372036854775807", "exceeds the 1,000 test images"),
+    ("sigmas = [0.1]", "sigmas = [0.1]\nlimit = 1001", "noise.limit"),
 ]
 
 
@@ -209,8 +234,7 @@ def test_cuda_without_a_gpu_fails_once_up_front(tmp_path, capsys):
     store = tmp_path / "cuda.sqlite"
     code, err = answer(["run", str(suite), "--store", str(store), "--device", "cuda"], capsys)
     assert code == 2 and "no CUDA device" in one_error_line(err)
-    with Store.open(store, read_only=True) as s:  # nothing was started or failed
-        assert s.conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+    assert not store.exists()  # a usage error creates nothing
 
 
 def test_eval_limit_must_be_positive(tmp_path, capsys):
@@ -229,6 +253,157 @@ def test_layers_refuse_impossible_options_at_build_and_integer_input():
     layer = make_norm("gnplus", 8, groups=2)
     with pytest.raises(NormInputError, match="floating-point"):
         layer(torch.ones(2, 8, 4, 4, dtype=torch.long))
+
+
+def test_seeds_are_refused_outside_torchs_32_bits_everywhere(capsys):
+    with pytest.raises(RobustBenchError, match="low 32 bits"):
+        TrainSpec(seed=2**32)
+    assert TrainSpec(seed=2**32 - 1).seed == 2**32 - 1
+    code, err = answer(["train", "--seed", str(2**32), "--steps", "1"], capsys)
+    assert code == 2 and "train.seed=4294967296" in one_error_line(err)
+
+
+def test_run_usage_errors_are_caught_before_anything_is_created(tmp_path, capsys):
+    suite = write_suite(tmp_path)
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    store = tmp_path / "never.sqlite"
+    cases = [
+        (["--workdir", str(blocker / "w")], "lies under"),
+        (["--cache-dir", str(blocker)], "is a regular file"),
+        (["--jobs", "0"], "--jobs 0"),
+        (["--device", "tpu9"], "not a device name"),
+    ]
+    for extra, message in cases:
+        started = time.monotonic()
+        code, err = answer(["run", str(suite), "--store", str(store), *extra], capsys)
+        assert code == 2 and message in one_error_line(err), extra
+        assert time.monotonic() - started < 20  # refused, not trained first
+        assert not store.exists() and not (tmp_path / "results").exists(), extra
+
+
+def test_the_suites_secondary_list_may_be_empty_as_on_the_command_line(tmp_path):
+    suite = load_suite(write_suite(tmp_path, MINI + "[check]\nsecondary = []\n"))
+    assert suite.check.secondary == ()
+
+
+# -- report --out: only a leaderboard is ever replaced -------------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.endswith(("-shm", "-wal"))  # SQLite's, made by reading
+    }
+
+
+def test_report_out_never_deletes_a_folder_it_did_not_write(tmp_path, capsys, monkeypatch):
+    store = tiny_run(tmp_path)  # store.sqlite and work/checkpoints/ under tmp_path
+    mine = tmp_path / "myfolder"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("my notes")
+    (mine / "sub" / "data.csv").write_text("a,b\n")
+    before = _tree(tmp_path)
+    cases = [
+        (tmp_path, "holds the store"),  # the store's own folder
+        (tmp_path / "work", "report did not write"),  # the checkpoints
+        (mine, "report did not write (2 entries: notes.txt, sub)"),
+    ]
+    for out, message in cases:
+        code, err = answer(["report", "--store", str(store), "--out", str(out)], capsys)
+        assert code == 2 and message in one_error_line(err), out
+    monkeypatch.chdir(mine / "sub")
+    for out in (".", "..", str(tmp_path)):
+        code, err = answer(["report", "--store", str(store), "--out", out], capsys)
+        assert code == 2 and "current folder or one above it" in one_error_line(err), out
+    assert _tree(tmp_path) == before  # nothing lost, nothing half-written
+
+
+def test_report_replaces_its_own_leaderboard_and_regenerates_it_from_its_store(tmp_path, capsys):
+    store = tiny_run(tmp_path)
+    out = tmp_path / "lb"
+    assert answer(["report", "--store", str(store), "--out", str(out)], capsys)[0] == 0
+    manifest = json.loads((out / ".leaderboard.json").read_text())
+    assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name[0] != ".")
+    first = _tree(out)
+    # from its own exported store: the documented way to regenerate a published leaderboard
+    assert (
+        answer(["report", "--store", str(out / "store.sqlite"), "--out", str(out)], capsys)[0] == 0
+    )
+    again = _tree(out)
+    assert {k: v for k, v in again.items() if k != "store.sqlite"} == {
+        k: v for k, v in first.items() if k != "store.sqlite"
+    }
+    (out / "mine.txt").write_text("keep me")
+    code, err = answer(["report", "--store", str(store), "--out", str(out)], capsys)
+    assert code == 2 and "did not write: mine.txt" in one_error_line(err)
+    assert (out / "mine.txt").read_text() == "keep me"
+    # a leaderboard written before the manifest existed is still recognised as one
+    (out / "mine.txt").unlink()
+    (out / ".leaderboard.json").unlink()
+    assert answer(["report", "--store", str(store), "--out", str(out)], capsys)[0] == 0
+    assert (out / ".leaderboard.json").exists()
+
+
+# -- clear words --------------------------------------------------------------------------------
+
+
+def test_plan_names_a_damaged_store_as_damaged(tmp_path, capsys):
+    store = tiny_run(tmp_path)
+    damage(store)
+    code = main(["plan", str(write_suite(tmp_path)), "--store", str(store)])
+    out = capsys.readouterr().out
+    assert code == 0 and "damaged" in out and "does not exist" not in out
+    assert "seed" in out  # the plan itself is still printed
+
+
+def test_plan_keeps_long_seeds_in_their_column(tmp_path, capsys):
+    suite = write_suite(tmp_path, MINI.replace("seeds = [0, 1]", "seeds = [4294967295]"))
+    assert main(["plan", str(suite)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "4294967295" in line)
+    assert row.split()[3:5] == ["64", "4294967295"]
+
+
+def test_report_on_a_run_whose_jobs_failed_says_why(tmp_path, capsys):
+    path = tmp_path / "s.sqlite"
+    with Store.open(path) as store:
+        run = store.start_run("mini", "h", "name = 'mini'", {})
+        labels = dict(model="resnet20", norm="bn", batch_size=64, seed=0, regularizer="none")
+        job = store.add_job(run, "k", {}, labels, "running")
+        error = "Traceback ...\nRuntimeError: out of memory"
+        store.record(job, JobOutcome("k", "failed", error, None, 1.0, {}, [], [], []))
+        store.finish_run(run, "failed")
+    code, err = answer(["report", "--store", str(path), "--out", str(tmp_path / "lb")], capsys)
+    line = one_error_line(err)
+    assert code == 2 and "1 of its 1 job(s) failed" in line and "out of memory" in line
+
+
+def test_fingerprint_compare_with_nothing_in_common_is_an_error(tmp_path, capsys):
+    store = tiny_run(tmp_path)
+    relabelled = MINI.replace('name = "bn"', 'name = "bn"\nlabel = "bn-2"')
+    relabelled = relabelled.replace('name = "gnplus"', 'name = "gnplus"\nlabel = "gnplus-2"')
+    other = write_suite(tmp_path, relabelled, "other.toml")
+    code, err = answer(["fingerprint", str(other), "--compare", f"{store}:latest"], capsys)
+    line = one_error_line(err)
+    assert code == 2 and "no norm label in common" in line and "bn, gnplus" in line
+
+
+def test_list_runs_says_when_there_are_none_and_which_were_interrupted(tmp_path, capsys):
+    path = tmp_path / "s.sqlite"
+    Store.open(path).close()
+    assert main(["list", "runs", "--store", str(path)]) == 0
+    assert "no runs in" in capsys.readouterr().out
+    with Store.open(path) as store:
+        cut = store.start_run("mini", "h", "", {})  # its process died: no live holder
+        live = store.start_run("mini", "h", "", {})
+        with JobClaims(store) as claims:
+            claims.hold_run(live)
+            assert main(["list", "runs", "--store", str(path)]) == 0
+            rows = {int(r.split()[0]): r.split()[2] for r in capsys.readouterr().out.splitlines()}
+        assert rows == {cut: "interrupted", live: "running"}
+        assert main(["list", "runs", "--store", str(path)]) == 0  # the holder has finished
+        assert "running" not in capsys.readouterr().out
 
 
 # -- checkpoints: damaged resume points and a full disk -----------------------------------------

@@ -16,25 +16,42 @@ DEFAULT_STORE_PATH = Path("results") / "robustbench.sqlite"
 #: exit codes: 0 success; 1 `check` found a regression; 2 a usage error or a fault of the machine
 #: (one-line message, no traceback); 3 `run` finished but some jobs failed (their errors are in
 #: the store and the summary); 130 interrupted (Ctrl-C)
+#: (the baseline and candidate of `check` differ in job-defining settings: also 2); 4 `check`
+#: could not decide (a primary metric looks worse than `detect`, but the runs cannot test it)
 EXIT_OK, EXIT_REGRESSION, EXIT_USER_ERROR, EXIT_JOBS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_UNDECIDED = 4
+CHECK_EXIT = {
+    "pass": EXIT_OK,
+    "regression": EXIT_REGRESSION,
+    "not comparable": EXIT_USER_ERROR,
+    "undecided": EXIT_UNDECIDED,
+}
 EXIT_CODES = (
     "Exit codes: 0 success; 1 check found a regression (fingerprint changes too); 2 a usage "
     "error or a fault such as a full disk or a damaged store (a one-line message; --debug "
-    "shows the traceback); 3 run finished but some jobs failed (listed); 130 interrupted "
-    "(rerun the same command to resume)."
+    "shows the traceback), or check's runs differ in job-defining settings; 3 run finished but "
+    "some jobs failed (listed); 4 check could not decide (a primary metric looks worse than "
+    "detect, with too few runs to test it); 130 interrupted (rerun the same command to resume)."
 )
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     if args.what == "runs":
+        from robustbench_norm.suites.job_claims import live_runs
         from robustbench_norm.suites.store import Store
 
         with Store.open(args.store, read_only=True) as store:
-            for r in store.runs():
-                print(
-                    f"{r['id']:>4}  {r['suite']:<12}{r['status']:<10}{r['started']}  "
-                    f"{r['finished'] or ''}"
-                )
+            runs = store.runs()
+            live = live_runs(store)
+        if not runs:
+            print(f"no runs in {args.store} yet: robustbench-norm run SUITE --store {args.store}")
+        for r in runs:
+            status = r["status"]
+            if status == "running" and r["id"] not in live:
+                status = "interrupted"  # no live process holds it: rerun `run` to resume
+            print(
+                f"{r['id']:>4}  {r['suite']:<12}{status:<12}{r['started']}  {r['finished'] or ''}"
+            )
         return EXIT_OK
     for name, text in _listing(args.what).items():
         print(f"{name:<20}{text}")
@@ -76,7 +93,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from robustbench_norm.suites.execute import RunSettings, run_suite
+    from robustbench_norm.suites.execute import RunSettings, check_run_settings, run_suite
     from robustbench_norm.suites.store import Store
     from robustbench_norm.suites.suite import load_suite
 
@@ -92,6 +109,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         threads=args.threads,
     )
+
+    check_run_settings(settings, args.executor, args.jobs)  # before the store is created
 
     def report(job, outcome) -> None:
         if not args.quiet:
@@ -206,7 +225,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(format_report(report))
         if args.json:
             Path(args.json).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
-    return EXIT_REGRESSION if report.regression else EXIT_OK
+    return CHECK_EXIT[report.verdict]
 
 
 def _cmd_fingerprint(args: argparse.Namespace) -> int:
@@ -234,6 +253,12 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
             "with a newer run"
         )
     diffs = compare_fingerprints(stored, prints)
+    if not set(stored) & set(prints):
+        raise RobustBenchError(
+            f"suite {suite.name!r} has no norm label in common with run {run_id} of {path} "
+            f"(suite: {', '.join(prints)}; run: {', '.join(stored)}): nothing to compare; "
+            "compare with a run of the same suite"
+        )
     print(f"this code's layers vs the fingerprints of {path}:{run_id}")
     for d in diffs:
         print(f"  {d.label:<18}{d.describe()}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -36,7 +37,12 @@ from robustbench_norm.provenance import environment_differences
 from robustbench_norm.reporting import statistics
 from robustbench_norm.suites.store import DEFAULT_STORE, Store
 
+CHECK_SCHEMA = "robustbench-norm/check@2"
 SETTING = ("model", "norm", "batch_size", "regularizer")
+#: spec fields that may differ between comparable jobs: the draw (seed), where it trained
+#: (a note of the environment tier) and the layer (the fingerprint tier decides that)
+FREE_FIELDS = {"label", "compute", "train.seed", "train.norm"}
+FREE_PREFIXES = ("train.norm_options.",)
 LOWER_IS_BETTER = {"flip_probability", "consecutive_flip_probability", "mce", "relative_mce"}
 UNFINISHED = ("pending", "running")
 
@@ -111,7 +117,10 @@ class Comparison:
     p_adjusted: float
     mde: float
     runs_needed: int | None
-    verdict: str  # worse | pass | underpowered | (secondary) worse? | not tested
+    #: worse | pass | underpowered (the test could not see a drop of ``detect``) | untestable
+    #: (a side with one run: no spread) | undecided (either of the last two, with an estimate
+    #: worse than ``detect``: not a pass)
+    verdict: str
 
     def to_dict(self) -> dict:
         return {
@@ -120,11 +129,31 @@ class Comparison:
         }
 
 
+@dataclass(frozen=True)
+class SettingDifference:
+    """A job-defining setting (steps, images, dataset, limits, precision…) that differs between
+    the baseline's and the candidate's jobs of the same setting: their numbers measure
+    different experiments, so no verdict compares them."""
+
+    field: str
+    baseline: Any
+    candidate: Any
+    settings: tuple[str, ...]
+
+    def describe(self) -> str:
+        where = ", ".join(self.settings[:3]) + (", …" if len(self.settings) > 3 else "")
+        return f"{self.field}: {self.baseline!r} vs {self.candidate!r} ({where})"
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "settings": list(self.settings)}
+
+
 @dataclass
 class CheckReport:
     baseline: str
     candidate: str
     settings: GateSettings
+    differences: list[SettingDifference] = field(default_factory=list)
     environment: list[str] = field(default_factory=list)
     completeness: list[JobFinding] = field(default_factory=list)
     fingerprints: list[FingerprintDiff] = field(default_factory=list)
@@ -158,15 +187,37 @@ class CheckReport:
     def regression(self) -> bool:
         return bool(self.reasons)
 
+    @property
+    def undecided(self) -> list[Comparison]:
+        """Primary tests that look worse than ``detect`` but could not decide."""
+        return [c for c in self.comparisons if c.tier == "primary" and c.verdict == "undecided"]
+
+    @property
+    def verdict(self) -> str:
+        """``not comparable`` (the runs' settings differ), ``regression``, ``undecided`` (no
+        regression shown, but a primary estimate worse than ``detect`` that the runs cannot
+        test: not a pass) or ``pass``."""
+        if self.differences:
+            return "not comparable"
+        if self.regression:
+            return "regression"
+        return "undecided" if self.undecided else "pass"
+
     def to_dict(self) -> dict:
         s = self.settings
         return {
-            "schema": "robustbench-norm/check@1",
+            "schema": CHECK_SCHEMA,
             "baseline": self.baseline,
             "candidate": self.candidate,
             "settings": dict(s.__dict__),
-            "verdict": "regression" if self.regression else "pass",
+            "verdict": self.verdict,
             "reasons": self.reasons,
+            "setting_differences": [d.to_dict() for d in self.differences],
+            "undecided": [
+                f"{c.norm} · {c.setting} · {c.metric}: Δ {c.delta:+.4f} with {c.n_base}/"
+                f"{c.n_cand} runs"
+                for c in self.undecided
+            ],
             "environment_differences": self.environment,
             "completeness": [f.to_dict() for f in self.completeness],
             "fingerprints": [
@@ -195,6 +246,7 @@ def compare_runs(
         bstore.run(brun)["provenance"], cstore.run(crun)["provenance"]
     )
     bjobs, cjobs = bstore.jobs_of_run(brun), cstore.jobs_of_run(crun)
+    report.differences = setting_differences(bjobs, cjobs)
     bvalues, cvalues = _values_by_job(bstore, brun), _values_by_job(cstore, crun)
     _check_metrics_exist(settings, bvalues)
     report.completeness = _completeness(bjobs, cjobs, bvalues, cvalues, settings)
@@ -221,6 +273,45 @@ def _setting(job: dict) -> tuple:
 def _setting_name(key: tuple) -> str:
     model, _, bs, reg = key
     return f"{model} · bs {bs}" + ("" if reg == "none" else f" · {reg}")
+
+
+def setting_differences(bjobs: list[dict], cjobs: list[dict]) -> list[SettingDifference]:
+    """Job-defining fields whose values differ between the two runs' jobs of a shared setting.
+    Fields only one side has (added to the spec later) and evaluations only one side ran are
+    not differences: the completeness tier sees a lost metric."""
+    base, cand = _by_setting(bjobs), _by_setting(cjobs)
+    found: dict[tuple, tuple[Any, Any, list[str]]] = {}
+    for key in sorted(set(base) & set(cand), key=str):
+        b = _flat_spec(next(iter(base[key].values()))["spec"])
+        c = _flat_spec(next(iter(cand[key].values()))["spec"])
+        for name in sorted(set(b) & set(c)):
+            free = name in FREE_FIELDS or name.startswith(FREE_PREFIXES)
+            if not free and b[name] != c[name]:
+                entry = found.setdefault(
+                    (name, repr(b[name]), repr(c[name])), (b[name], c[name], [])
+                )
+                entry[2].append(f"{key[1]} · {_setting_name(key)}")
+    return [SettingDifference(k[0], b, c, tuple(w)) for k, (b, c, w) in found.items()]
+
+
+def _flat_spec(spec: dict | None) -> dict[str, Any]:
+    """A job spec as dotted paths; evaluations keyed by their type (attacks by name too)."""
+    out: dict[str, Any] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        else:
+            out[path] = value
+
+    spec = dict(spec or {})
+    for e in spec.pop("evaluations", []) or []:
+        e = dict(e)
+        kind = e.pop("type", "?")
+        walk(e, f"evaluate.{kind}" + (f"[{e['name']}]" if "name" in e else ""))
+    walk(spec, "")
+    return out
 
 
 def _values_by_job(store: Store, run_id: int) -> dict[int, dict[tuple, float]]:
@@ -445,7 +536,9 @@ def _decide(rows: list[Comparison], settings: GateSettings) -> None:
         if math.isfinite(r.p_adjusted) and r.p_adjusted < settings.alpha:
             r.verdict = "worse"
         elif not math.isfinite(r.p_value) or r.mde > settings.detect:
-            r.verdict = "underpowered"
+            looks_worse = r.tier == "primary" and r.delta < -settings.detect
+            untestable = "untestable" if not math.isfinite(r.p_value) else "underpowered"
+            r.verdict = "undecided" if looks_worse else untestable
         else:
             r.verdict = "pass"
 

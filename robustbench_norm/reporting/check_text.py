@@ -16,6 +16,9 @@ def format_report(report: CheckReport) -> str:
         f"α = {s.alpha} (Holm over primary tests), tolerance δ = {s.tolerance}, "
         f"detect = {s.detect}; unit of replication: the training run (seeds are not matched)",
     ]
+    if report.differences:
+        lines += ["", "0. comparability: the runs differ in job-defining settings"]
+        lines += [f"   NOT COMPARABLE: {d.describe()}" for d in report.differences]
     if report.environment:
         lines.append("note: the runs differ in numeric environment, so training draws differ "
                      "(expected; not a regression): " + "; ".join(report.environment))  # fmt: skip
@@ -37,22 +40,33 @@ def format_report(report: CheckReport) -> str:
     lines += ["", "3. statistics (one-sided Welch over runs: is the candidate worse by > δ?)"]
     lines.append(_table(report.comparisons))
     primary = [c for c in report.comparisons if c.tier == "primary"]
-    weak = [c for c in primary if c.verdict == "underpowered"]
+    weak = [c for c in primary if c.verdict in ("underpowered", "untestable", "undecided")]
     if weak:
-        needed = [c.runs_needed for c in weak]
-        most = "more than 200" if None in needed else str(max(needed))
-        lines.append(
-            f"\n   {len(weak)} of {len(primary)} primary tests are underpowered: they could not "
-            f"see a drop of {s.detect} (largest MDE {max(c.mde for c in weak):.3g}); "
-            f"{most} runs per side would."
-        )
+        lines.append("\n   " + _power_advice(weak, len(primary), s.detect))
     flagged = [c for c in report.comparisons if c.tier == "secondary" and c.verdict == "worse"]
     if flagged:
         lines.append(f"   {len(flagged)} secondary metric(s) worse at BH q < α (not blocking)")
     lines.append("")
-    if report.regression:
+    if report.verdict == "not comparable":
+        lines.append(
+            f"NOT COMPARABLE (exit 2): baseline and candidate differ in "
+            f"{', '.join(d.field for d in report.differences)}, so their numbers measure "
+            "different experiments; compare runs of the same suite settings (a new baseline "
+            "after a deliberate change)"
+        )
+    elif report.regression:
         lines.append(f"REGRESSION ({len(report.reasons)} reason(s)):")
         lines += [f"  - {r}" for r in report.reasons]
+    elif report.undecided:
+        lines.append(
+            f"UNDECIDED (exit 4, not a pass): {len(report.undecided)} primary metric(s) look "
+            f"worse by more than detect = {s.detect}, but the runs cannot test it:"
+        )
+        lines += [
+            f"  - {c.norm} · {c.setting} · {c.metric}: Δ {c.delta:+.4f} with {c.n_base}/"
+            f"{c.n_cand} runs; {_runs_text(c)}"
+            for c in report.undecided
+        ]
     else:
         layers = "layers unchanged" if report.fingerprints else "layers not fingerprinted"
         lines.append(
@@ -60,6 +74,32 @@ def format_report(report: CheckReport) -> str:
             + (f" ({len(weak)} underpowered)" if weak else "")
         )
     return "\n".join(lines)
+
+
+def _runs_text(c: Comparison) -> str:
+    if c.runs_needed is not None:
+        return f"{c.runs_needed} runs per side would decide it"
+    if not math.isfinite(c.mde):
+        return "the baseline shows no seed spread to size it by: at least 3 runs per side"
+    return "more than 200 runs per side would be needed to see a drop of detect"
+
+
+def _power_advice(weak: list[Comparison], n_primary: int, detect: float) -> str:
+    """How many primary tests could not decide, and what would."""
+    single = [c for c in weak if not math.isfinite(c.p_value)]
+    sized = [c.runs_needed for c in weak if math.isfinite(c.mde)]
+    parts = [f"{len(weak)} of {n_primary} primary tests could not see a drop of {detect}"]
+    if single:
+        parts.append(
+            f"{len(single)} with a single run on a side, which leaves no spread to test against"
+        )
+    if sized:
+        most = "more than 200" if None in sized else str(max(sized))
+        largest = max(c.mde for c in weak if math.isfinite(c.mde))
+        parts.append(f"largest MDE {largest:.3g}; {most} runs per side would")
+    elif single:
+        parts.append("at least 3 runs per side, and the spread they show sets how many more")
+    return "; ".join(parts) + "."
 
 
 def _table(rows: list[Comparison]) -> str:
@@ -73,8 +113,9 @@ def _table(rows: list[Comparison]) -> str:
         ci = f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]" if math.isfinite(r.ci_low) else "—"
         p = f"{r.p_adjusted:.3g}" if math.isfinite(r.p_adjusted) else "—"
         mde = f"{r.mde:.3f}" if math.isfinite(r.mde) else "∞"
-        verdict = r.verdict.upper() if r.verdict == "worse" and r.tier == "primary" else r.verdict
-        runs = "" if r.verdict != "underpowered" else str(r.runs_needed or ">200")
+        loud = r.tier == "primary" and r.verdict in ("worse", "undecided")
+        verdict = r.verdict.upper() if loud else r.verdict
+        runs = "" if r.verdict in ("worse", "pass") else str(r.runs_needed or "?")
         lines.append(
             f"   {r.tier[:4]:<5}{r.norm:<10}{r.setting:<18}{r.metric:<36}{r.condition:<22}"
             f"{f'{r.n_base}/{r.n_cand}':>5}{r.baseline:>8.4f}{r.candidate:>8.4f}{r.delta:>+9.4f}  "

@@ -28,6 +28,7 @@ from robustbench_norm.reporting.leaderboard import (
     MIN_RUNS_FOR_INTERVAL,
     Table,
 )
+from robustbench_norm.reporting.leaderboard_folder import check_replaceable, swap_in, write_manifest
 from robustbench_norm.reporting.tables import build_tables, chance_corruptions
 from robustbench_norm.suites.store import Store
 
@@ -55,8 +56,19 @@ def load_frame(store: Store, run_id: int) -> tuple[pd.DataFrame, list[dict]]:
         raise RobustBenchError(f"run {run_id} in {store.path} has no jobs")
     frame = pd.DataFrame(rows)
     if frame.empty:
-        raise RobustBenchError(f"run {run_id} in {store.path} has no results yet")
+        raise RobustBenchError(f"run {run_id} in {store.path} has no results: {_why_empty(jobs)}")
     return frame, jobs
+
+
+def _why_empty(jobs: list[dict]) -> str:
+    failed = [j for j in jobs if j["status"] == "failed"]
+    if not failed:
+        return "none of its jobs has finished yet; rerun the same `run` command to complete it"
+    error = (failed[0]["error"] or "").strip().splitlines() or ["no error recorded"]
+    return (
+        f"{len(failed)} of its {len(jobs)} job(s) failed (the first: {error[-1]}); fix that "
+        "and rerun the suite"
+    )
 
 
 def build_report(store: Store, run_id: int, alpha: float = 0.05) -> Report:
@@ -360,17 +372,20 @@ def publish(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
     nothing: everything is written to a hidden sibling folder first, which then replaces
     ``out_dir`` by two renames. Any failure (a damaged store, a full disk) removes the sibling
     and leaves the published folder exactly as it was: a baseline that ``check`` reads is
-    never half-rewritten."""
+    never half-rewritten. Only a new or empty folder or a leaderboard ``report`` wrote is
+    replaced (``leaderboard_folder.py``): never a folder of the user's."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise StorageError(f"--out {out} is a file; pass a folder")
+    check_replaceable(out, Path(store.path))
+    out = out.resolve()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     except OSError as e:
         raise StorageError(
-            f"cannot write the leaderboard to {out}: {e.strerror} ({e.filename}); pass --out "
-            "a folder in a writable place"
+            f"cannot write the leaderboard to {out_dir}: {e.strerror} ({e.filename}); pass "
+            "--out a folder in a writable place"
         ) from None
     umask = os.umask(0)
     os.umask(umask)
@@ -378,25 +393,16 @@ def publish(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
     try:
         written = write_report(store, run_id, staging)
         store.export_run(run_id, staging / "store.sqlite")
-        _swap_in(staging, out)
+        write_manifest(staging)
+        swap_in(staging, out)
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
         raise StorageError(
-            f"could not write the leaderboard to {out}: {e.strerror or e}; the previous one "
-            "is untouched. Free space and rerun"
+            f"could not write the leaderboard to {out_dir}: {e.strerror or e}; the previous "
+            "one is untouched. Free space and rerun"
         ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return [out / p.name for p in written] + [out / "store.sqlite"]
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    if not out.exists():
-        os.rename(staging, out)
-        return
-    retired = out.with_name(f".{out.name}.old-{os.getpid()}")
-    shutil.rmtree(retired, ignore_errors=True)
-    os.rename(out, retired)
-    os.rename(staging, out)
-    shutil.rmtree(retired, ignore_errors=True)
+    out_dir = Path(out_dir)
+    return [out_dir / p.name for p in written] + [out_dir / "store.sqlite"]

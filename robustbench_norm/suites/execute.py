@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -214,6 +215,41 @@ def prepare_corruptions(suite: Suite, settings: RunSettings) -> None:
             )
 
 
+def check_run_settings(
+    settings: RunSettings, executor: str = "local", jobs: int = 1
+) -> torch.device:
+    """Every usage error of a run's settings, before anything is created or trained: a run
+    that would fail only after its jobs trained (a workdir under a regular file) or leave an
+    empty store behind (``--jobs 0``, ``--device tpu9``) fails here. Returns the device."""
+    if executor not in EXECUTORS:
+        raise RobustBenchError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
+    if jobs < 1:
+        raise RobustBenchError(f"--jobs {jobs} must be at least 1")
+    if settings.threads is not None and settings.threads < 1:
+        raise RobustBenchError(f"--threads {settings.threads} must be at least 1")
+    for flag, folder in (("--workdir", settings.workdir), ("--cache-dir", settings.cache_dir)):
+        if folder is not None:
+            _check_folder(flag, Path(folder))
+    return resolve_device(settings.device)  # no CUDA: one error now, not one per job
+
+
+def _check_folder(flag: str, folder: Path) -> None:
+    """A folder that exists or can be made: no regular file on its path, and its nearest
+    existing ancestor writable."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is" if path == folder else f"lies under {path}, which is"
+                raise RobustBenchError(
+                    f"{flag} {folder} {where} a regular file; pass a folder in a writable place"
+                )
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise StorageError(
+                    f"{flag} {folder}: {path} is not writable; pass a folder in a writable place"
+                )
+            return
+
+
 def run_suite(
     suite: Suite,
     store: Store,
@@ -230,15 +266,9 @@ def run_suite(
     """Run every job of ``suite`` into ``store``; see the module docstring for resuming, the
     pinned thread count and sharing a store. ``say`` receives one-line notices (a resumed
     run's thread count, waiting on another process)."""
-    if executor not in EXECUTORS:
-        raise RobustBenchError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
-    if jobs < 1:
-        raise RobustBenchError(f"--jobs {jobs} must be at least 1")
-    if settings.threads is not None and settings.threads < 1:
-        raise RobustBenchError(f"--threads {settings.threads} must be at least 1")
+    device = check_run_settings(settings, executor, jobs)
     say = say or (lambda text: None)
     settings = replace(settings, plugins=tuple(dict.fromkeys((*settings.plugins, *suite.plugins))))
-    device = resolve_device(settings.device)  # no CUDA: one error now, not one per job
     run_id = None if settings.fresh else store.resumable_run(suite.name, suite.hash)
     threads = _job_threads(settings, executor, jobs, ray_cpus)
     if run_id is not None:
@@ -247,34 +277,18 @@ def run_suite(
         facts = {**provenance(threads=threads), "plugins": list(settings.plugins)}
         run_id = store.start_run(suite.name, suite.hash, suite.text, facts)
     settings = replace(settings, threads=threads)
-    compute = compute_tag(device, threads)
-    if not store.fingerprints_of_run(run_id):  # the exact identity of every layer measured
-        store.save_fingerprints(run_id, fingerprints(suite.norm_configs()))
-
-    pending: list[tuple[JobSpec, int]] = []
-    reused = 0
-    for job in (replace(j, compute=compute) for j in suite.jobs):
-        current = store.run_job(run_id, job.key)
-        if current is not None and current["status"] in ("done", "diverged"):
-            reused += 1
-            continue
-        finished = None if settings.fresh else store.finished_job(job.key)
-        if finished is not None:
-            store.link(run_id, job.key, finished)
-            reused += 1
-        elif current is not None:  # cut off last time: run again in the same row
-            pending.append((job, int(current["id"])))
-        else:
-            pending.append(
-                (job, store.add_job(run_id, job.key, job.to_dict(), job.labels(), "pending"))
-            )
-    summary = RunSummary(run_id, len(suite.jobs), reused, 0)
-    if pending:
-        prepare_corruptions(suite, settings)
-
-    bar = progress_bar(len(pending), f"suite {suite.name}", "job", settings.quiet)
     with JobClaims(store) as claims:
+        claims.hold_run(run_id)  # `list runs` tells this run from an interrupted one
+        if not store.fingerprints_of_run(run_id):  # the exact identity of every layer measured
+            store.save_fingerprints(run_id, fingerprints(suite.norm_configs()))
+        pending, reused = _pending_jobs(
+            suite, store, run_id, compute_tag(device, threads), settings
+        )
+        summary = RunSummary(run_id, len(suite.jobs), reused, 0)
+        if pending:
+            prepare_corruptions(suite, settings)
         queue = JobQueue(store, claims, run_id, pending, settings.fresh, say)
+        bar = progress_bar(len(pending), f"suite {suite.name}", "job", settings.quiet)
 
         def write(job: JobSpec, job_id: int, outcome: JobOutcome) -> None:
             store.record(job_id, outcome)
@@ -298,9 +312,34 @@ def run_suite(
         finally:
             bar.close()
         backend.close()
-    summary.reused += queue.linked
-    store.finish_run(run_id, "finished" if not summary.failed else "failed")
+        summary.reused += queue.linked
+        store.finish_run(run_id, "finished" if not summary.failed else "failed")
     return summary
+
+
+def _pending_jobs(
+    suite: Suite, store: Store, run_id: int, compute: str, settings: RunSettings
+) -> tuple[list[tuple[JobSpec, int]], int]:
+    """The run's jobs still to compute (with their row ids) and how many are already done:
+    finished in this run, or linked from any earlier run with the same key."""
+    pending: list[tuple[JobSpec, int]] = []
+    reused = 0
+    for job in (replace(j, compute=compute) for j in suite.jobs):
+        current = store.run_job(run_id, job.key)
+        if current is not None and current["status"] in ("done", "diverged"):
+            reused += 1
+            continue
+        finished = None if settings.fresh else store.finished_job(job.key)
+        if finished is not None:
+            store.link(run_id, job.key, finished)
+            reused += 1
+        elif current is not None:  # cut off last time: run again in the same row
+            pending.append((job, int(current["id"])))
+        else:
+            pending.append(
+                (job, store.add_job(run_id, job.key, job.to_dict(), job.labels(), "pending"))
+            )
+    return pending, reused
 
 
 class JobQueue:

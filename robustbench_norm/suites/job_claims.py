@@ -27,6 +27,33 @@ from robustbench_norm.suites.store import Store
 
 #: seconds without a heartbeat after which another host's claim is considered abandoned
 STALE_AFTER = 120.0
+#: claim keys that mark a run as executing (``run:<id>:<owner>``); job keys are hex digests
+RUN_KEY = "run:"
+
+
+def live_runs(store: Store, stale_after: float = STALE_AFTER) -> set[int]:
+    """Ids of the runs a live process is executing now (see :meth:`JobClaims.hold_run`). A run
+    marked "running" that is not among them was interrupted."""
+    host = socket.gethostname()
+    try:
+        rows = store.conn.execute("SELECT * FROM claims WHERE key LIKE ?", (f"{RUN_KEY}%",))
+        return {int(r["key"].split(":")[1]) for r in rows if _alive(r, host, stale_after)}
+    except sqlite3.OperationalError:  # a store from before claims existed
+        return set()
+
+
+def _alive(row: sqlite3.Row, host: str, stale_after: float) -> bool:
+    if time.time() - row["heartbeat"] > stale_after:
+        return False
+    if row["host"] != host:
+        return True
+    try:
+        os.kill(row["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -78,18 +105,19 @@ class JobClaims:
                 c.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
             self._held.clear()
 
+    def hold_run(self, run_id: int) -> None:
+        """Mark ``run_id`` as being executed by this process (until :meth:`release_all`), so
+        that ``list runs`` can tell a run in progress from one whose process died. Each process
+        holds its own key: several may execute one run. Dead processes' marks are cleared."""
+        with self.store.transaction() as c:
+            rows = c.execute("SELECT * FROM claims WHERE key LIKE ?", (f"{RUN_KEY}{run_id}:%",))
+            for row in rows.fetchall():
+                if not self._alive(row):
+                    c.execute("DELETE FROM claims WHERE key = ?", (row["key"],))
+        self.claim(f"{RUN_KEY}{run_id}:{self.owner}")
+
     def _alive(self, row: sqlite3.Row) -> bool:
-        if time.time() - row["heartbeat"] > self.stale_after:
-            return False
-        if row["host"] != self.host:
-            return True
-        try:
-            os.kill(row["pid"], 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # another user's live process
-            return True
-        return True
+        return _alive(row, self.host, self.stale_after)
 
     # -- heartbeat ----------------------------------------------------------------------------
     def __enter__(self) -> JobClaims:

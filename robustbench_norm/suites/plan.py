@@ -21,12 +21,16 @@ def describe_plan(suite: Suite, store_path: str | Path | None = None) -> str:
     lines = [f"suite {suite.name!r} ({suite.path}): {len(suite.jobs)} jobs"]
     if suite.description:
         lines.append(f"  {suite.description}")
-    lines.append(f"  {'#':>3}  {'model':<9}{'norm':<18}{'batch':>6}{'seed':>5}  regularizer")
+    seed_width = max(5, *(len(str(j.train.seed)) + 1 for j in suite.jobs))
+    lines.append(
+        f"  {'#':>3}  {'model':<9}{'norm':<18}{'batch':>6}{'seed':>{seed_width}}  regularizer"
+    )
     steps_total = 0
     for i, job in enumerate(suite.jobs):
         t = job.train
         lines.append(
-            f"  {i:>3}  {t.model:<9}{job.label:<18}{t.batch_size:>6}{t.seed:>5}  {job.regularizer}"
+            f"  {i:>3}  {t.model:<9}{job.label:<18}{t.batch_size:>6}{t.seed:>{seed_width}}  "
+            f"{job.regularizer}"
         )
         steps_total += t.total_steps(n_train)
     lines.append("work:")
@@ -92,8 +96,9 @@ def _estimate_line(suite: Suite, store_path: Path) -> str:
             rows = store.conn.execute(
                 "SELECT spec, wall_seconds FROM jobs WHERE status = 'done' AND wall_seconds > 0"
             ).fetchall()
-    except RobustBenchError:
-        return f"time: no estimate ({store_path} does not exist or cannot be read)"
+    except RobustBenchError as e:  # a missing store is normal before the first run
+        reason = f"{store_path} does not exist yet" if not store_path.exists() else str(e)
+        return f"time: no estimate ({reason})"
     recorded = [(json.loads(r["spec"]), r["wall_seconds"]) for r in rows]
     seconds, unknown = estimate_seconds(suite, recorded)
     if unknown == len(suite.jobs):

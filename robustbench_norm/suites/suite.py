@@ -28,7 +28,7 @@ from robustbench_norm.norms import make_norm
 from robustbench_norm.norms.registry import layer_identity
 from robustbench_norm.perturb.attacks import AttackSpec, parse_epsilon
 from robustbench_norm.plugins import load_plugins
-from robustbench_norm.specs import code_version, spec_key
+from robustbench_norm.specs import check_seed, code_version, spec_key
 from robustbench_norm.suites.sweeps import regularization_sweep, regularizer_label
 from robustbench_norm.train import TRAIN_CODE, TrainSpec
 
@@ -207,13 +207,19 @@ class _Reader:
         )
         raise self.fail(path, f"expected {names}, got {v!r} ({type(v).__name__})")
 
-    def count(self, table: dict, key: str, path: str) -> int | None:
-        """An optional positive integer (an image limit): 0 or -900 would slice silently."""
+    def count(self, table: dict, key: str, path: str, available: int = 0) -> int | None:
+        """An optional image limit: positive (0 or -900 would slice silently) and, where the
+        split's size is known (``available``), no larger than it (it would silently mean all)."""
         value = self.value(table, key, int, path)
+        full = f"{path}.{key}" if path else key
         if value is not None and value < 1:
-            full = f"{path}.{key}" if path else key
             raise self.fail(
                 full, f"must be a positive number of images (or unset for all), got {value}"
+            )
+        if value is not None and available and value > available:
+            raise self.fail(
+                full,
+                f"{value:,} exceeds the {available:,} test images; unset it to use them all",
             )
         return value
 
@@ -224,7 +230,17 @@ class _Reader:
             return None
         if not values:
             raise self.fail(full, "is empty: the job matrix needs at least one value")
-        return [self.check_type(v, kind, f"{full}[{i}]") for i, v in enumerate(values)]
+        checked = [self.check_type(v, kind, f"{full}[{i}]") for i, v in enumerate(values)]
+        self.distinct(checked, full)
+        return checked
+
+    def distinct(self, values: list, path: str) -> None:
+        """Each value of a list once: a repeated σ, batch size or corruption would be measured
+        (or planned) twice and counted twice in every mean."""
+        repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if repeated:
+            shown = ", ".join(repr(v) for v in repeated)
+            raise self.fail(path, f"repeats {shown}; list each value once")
 
     def guard(self, path: str, fn, *args, **kwargs):
         """Call a constructor; re-raise its RobustBenchError with the file and key path."""
@@ -276,20 +292,23 @@ def load_suite(path: str | Path) -> Suite:
     models = r.items(raw, "models", str, "", default=["resnet20"])
     width = r.value(raw, "width", int, "")
     batch_sizes = r.items(raw, "batch_sizes", int, "", default=[128])
-    seeds = r.items(raw, "seeds", int, "", default=[0])
-    if any(s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
-        raise r.fail(
-            "seeds",
-            f"{seeds} must be distinct non-negative integers (a repeated seed trains the "
-            "same model twice)",
-        )
-    test_limit = r.count(raw, "test_limit", "")
+    for i, b in enumerate(batch_sizes):
+        if info.train_size and not 1 <= b <= info.train_size:
+            raise r.fail(
+                f"batch_sizes[{i}]",
+                f"{b} must lie between 1 and the {info.train_size:,} training images of "
+                f"{dataset!r}",
+            )
+    seeds = r.items(raw, "seeds", int, "", default=[0])  # distinct: a repeat trains one model twice
+    for i, seed in enumerate(seeds):
+        r.guard(f"seeds[{i}]", check_seed, seed, "seed")
+    test_limit = r.count(raw, "test_limit", "", info.test_size)
 
     norms = _norms(r, raw)
     labels = [label for label, _, _ in norms]
     train_base = _train(r, raw)
     stability = _stability(r, raw)
-    evaluations = _evaluations(r, raw)
+    evaluations = _evaluations(r, raw, info.test_size)
     reference = r.value(raw, "reference", str, "", default="bn" if "bn" in labels else None)
     if reference is not None and reference not in labels:
         raise r.fail("reference", f"{reference!r} is not a norm label of this suite: {labels}")
@@ -443,7 +462,7 @@ def _regularized(r: _Reader, raw: dict, base: TrainSpec) -> list[TrainSpec]:
     return r.guard("regularization", regularization_sweep, base, **kw)
 
 
-def _evaluations(r: _Reader, raw: dict) -> list[Evaluation]:
+def _evaluations(r: _Reader, raw: dict, test_size: int) -> list[Evaluation]:
     t = r.value(raw, "evaluate", dict, "", default={})
     r.keys(
         t, {"noise": dict, "noise_sequence": dict, "corruptions": dict, "attacks": list}, "evaluate"
@@ -477,26 +496,36 @@ def _evaluations(r: _Reader, raw: dict) -> list[Evaluation]:
         r.keys(table, allowed, path)
         kw = {k: r.value(table, k, kind, path) for k, kind in allowed.items() if k in table}
         kw.pop("limit", None)
-        limit = r.count(table, "limit", path)
+        limit = r.count(table, "limit", path, test_size)
         for k in ("sigmas", "names", "severities"):
             if k in kw:
                 item = {"sigmas": float, "names": str, "severities": int}[k]
                 kw[k] = tuple(r.items(table, k, item, path))
         out.append(Evaluation(r.guard(path, cls, **kw), limit))
+    names = []
     for i, a in enumerate(r.value(t, "attacks", list, "evaluate", default=[])):
         path = f"evaluate.attacks[{i}]"
         a = r.check_type(a, dict, path)
         r.keys(a, ATTACK_KEYS, path)
         kw = {k: r.value(a, k, kind, path) for k, kind in ATTACK_KEYS.items() if k in a}
         kw.pop("limit", None)
-        limit = r.count(a, "limit", path)
+        limit = r.count(a, "limit", path, test_size)
         if "epsilons" in kw:  # numbers or fractions like "8/255", as the tables print them
             kw["epsilons"] = tuple(
                 r.guard(f"{path}.epsilons", parse_epsilon, e)
                 for e in r.items(a, "epsilons", (float, str), path)
             )
+            r.distinct(list(kw["epsilons"]), f"{path}.epsilons")  # 0.0314 and "8/255" alike
         if "name" not in kw:
             raise r.fail(f"{path}.name", "is required")
+        if kw["name"] in names:  # results are keyed by the attack's name
+            raise r.fail(
+                f"{path}.name",
+                f"{kw['name']!r} is already evaluated by evaluate.attacks"
+                f"[{names.index(kw['name'])}]; an attack's results are keyed by its name, so "
+                "list each attack once",
+            )
+        names.append(kw["name"])
         out.append(Evaluation(r.guard(path, AttackSpec, **kw), limit))
     return out
 
@@ -510,8 +539,8 @@ def _check(r: _Reader, raw: dict) -> CheckSettings:
     r.keys(t, allowed, "check")
     kw: dict[str, Any] = {k: r.value(t, k, kind, "check") for k, kind in allowed.items() if k in t}
     for key in ("primary", "secondary"):
-        if key in kw:
-            kw[key] = tuple(r.items(t, key, str, "check"))
+        if key in kw:  # secondary = [] watches no secondary metric, as `check --secondary` does
+            kw[key] = tuple(r.items(t, key, str, "check") if kw[key] else ())
             for i, m in enumerate(kw[key]):
                 if m.count("/") != 1:
                     raise r.fail(
