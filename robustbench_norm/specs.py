@@ -43,14 +43,26 @@ def code_version(*parts: str) -> str:
     """
     h = hashlib.sha256()
     for part in sorted(parts):
-        path = PACKAGE_DIR / part
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            if f.suffix == ".pyc" or "__pycache__" in f.parts:
-                continue
+        for f in _files(part):
             h.update(str(f.relative_to(PACKAGE_DIR)).encode())
             h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def code_files(*parts: str) -> dict[str, str]:
+    """sha256 of each file :func:`code_version` hashes, by path under the package: what a run
+    records so that a resume with other code can name the file that changed."""
+    return {
+        str(f.relative_to(PACKAGE_DIR)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for part in sorted(parts)
+        for f in _files(part)
+    }
+
+
+def _files(part: str) -> list[Path]:
+    path = PACKAGE_DIR / part
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [f for f in files if f.suffix != ".pyc" and "__pycache__" not in f.parts]
 
 
 def spec_key(spec: Any, code: str) -> str:

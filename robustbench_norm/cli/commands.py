@@ -93,11 +93,27 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from robustbench_norm.suites.execute import RunSettings, check_run_settings, run_suite
-    from robustbench_norm.suites.store import Store
     from robustbench_norm.suites.suite import load_suite
 
     suite = load_suite(args.suite)
+    summary = _execute(args, suite)
+    print(
+        f"run {summary.run_id} of suite {suite.name!r}: {summary.total} jobs, "
+        f"{summary.reused} reused, {summary.executed} executed, {len(summary.diverged)} "
+        f"diverged, {len(summary.failed)} failed (store {args.store})"
+    )
+    _print_headline(args.store, summary.run_id, suite.name)
+    for line in summary.failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    return EXIT_JOBS_FAILED if summary.failed else EXIT_OK
+
+
+def _execute(args: argparse.Namespace, suite):
+    """Run ``suite``'s jobs into the store with the execution flags of `run` and `curves`,
+    printing each job as it finishes; the run's summary."""
+    from robustbench_norm.suites.execute import RunSettings, check_run_settings, run_suite
+    from robustbench_norm.suites.store import Store
+
     settings = RunSettings(
         plugins=tuple(args.plugin),
         workdir=args.workdir,
@@ -109,16 +125,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         threads=args.threads,
     )
-
     check_run_settings(settings, args.executor, args.jobs)  # before the store is created
 
     def report(job, outcome) -> None:
         if not args.quiet:
             t = job.train
+            budget = f"/{t.images:,} images" if suite.name.endswith("-curves") else ""
             print(
-                f"  {t.model}/{job.label}/bs{t.batch_size}/seed{t.seed}/{job.regularizer}: "
-                f"{outcome.status} in {outcome.wall_seconds:.0f}s",
+                f"  {t.model}/{job.label}/bs{t.batch_size}/seed{t.seed}/{job.regularizer}"
+                f"{budget}: {outcome.status} in {outcome.wall_seconds:.0f}s",
                 file=sys.stderr,
+                flush=True,
             )
 
     def say(text: str) -> None:
@@ -127,27 +144,53 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     with Store.open(args.store) as store:
         say(f"running suite {suite.name!r}: {len(suite.jobs)} jobs into {args.store}")
-        summary = run_suite(
+        return run_suite(
             suite,
             store,
             settings,
             executor=args.executor,
             jobs=args.jobs,
-            ray_address=args.ray_address,
-            ray_cpus=args.ray_cpus,
-            ray_gpus=args.ray_gpus,
+            ray_address=getattr(args, "ray_address", None),
+            ray_cpus=getattr(args, "ray_cpus", 1.0),
+            ray_gpus=getattr(args, "ray_gpus", 0.0),
             on_job=report,
             say=say,
         )
-    print(
-        f"run {summary.run_id} of suite {suite.name!r}: {summary.total} jobs, "
-        f"{summary.reused} reused, {summary.executed} executed, {len(summary.diverged)} "
-        f"diverged, {len(summary.failed)} failed (store {args.store})"
+
+
+def _cmd_curves(args: argparse.Namespace) -> int:
+    from robustbench_norm.data import dataset_info
+    from robustbench_norm.reporting.curves import curve_frame, decide_plateau, write_curves
+    from robustbench_norm.reporting.report import publish
+    from robustbench_norm.suites.curves import Ladder, curve_suite
+    from robustbench_norm.suites.store import Store
+    from robustbench_norm.suites.suite import load_suite
+
+    def chosen(values):
+        return tuple(values) if values else None
+
+    ladder = Ladder(
+        tuple(args.budgets), tuple(args.seeds), chosen(args.norms), chosen(args.batch_sizes)
     )
-    _print_headline(args.store, summary.run_id, suite.name)
-    for line in summary.failed:
+    suite = curve_suite(load_suite(args.suite), ladder)
+    failed = [] if args.no_run else _execute(args, suite).failed
+    with Store.open(args.store, read_only=True) as store:
+        runs = [r for r in store.runs(suite.name) if store.run(r["id"])["suite_hash"] == suite.hash]
+        if not runs:
+            raise RobustBenchError(
+                f"{args.store} has no run of this ladder ({suite.name}); run the same command "
+                "without --no-run to start it"
+            )
+        run_id = runs[-1]["id"]
+        root = Path("leaderboards") if args.publish else Path("results") / "curves"
+        out = Path(args.out or root / suite.name)
+        publish(store, run_id, out, writer=write_curves)
+        plateau = decide_plateau(curve_frame(store, run_id))
+    print(f"learning curves of run {run_id} ({suite.name}) written to {out}/")
+    print(plateau.sentence(dataset_info(suite.dataset).train_size).replace("**", ""))
+    for line in failed:
         print(f"FAILED {line}", file=sys.stderr)
-    return EXIT_JOBS_FAILED if summary.failed else EXIT_OK
+    return EXIT_JOBS_FAILED if failed else EXIT_OK
 
 
 def _print_headline(store_path: str, run_id: int, suite: str) -> None:

@@ -10,6 +10,7 @@ from robustbench_norm.cli.commands import (
     DEFAULT_STORE_PATH,
     EXIT_CODES,
     _cmd_check,
+    _cmd_curves,
     _cmd_eval,
     _cmd_fingerprint,
     _cmd_list,
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_plan(sub)
     _add_report(sub)
+    _add_curves(sub)
     _add_check(sub)
     _add_fingerprint(sub)
     _add_list(sub)
@@ -132,6 +134,15 @@ def _add_run(sub) -> None:
         formatter_class=RAW,
     )
     p.add_argument("suite", help="a suite TOML file")
+    _add_execution(p)
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto)")
+    p.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per job on Ray")
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per job on Ray")
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_execution(p: argparse.ArgumentParser) -> None:
+    """How and where a run's jobs execute: the same flags for `run` and `curves`."""
     p.add_argument("--store", default=str(DEFAULT_STORE_PATH), help="SQLite results store")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
@@ -148,9 +159,6 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--workdir", default="results", help="checkpoints go under WORKDIR/checkpoints")
     p.add_argument("--cache-dir", default=None, help="corruption cache (default ~/.cache/...)")
-    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto)")
-    p.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per job on Ray")
-    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per job on Ray")
     p.add_argument(
         "--threads",
         type=_positive_int,
@@ -159,7 +167,41 @@ def _add_run(sub) -> None:
         "job's key, since it changes the trained weights",
     )
     _add_device_and_data(p)
-    p.set_defaults(func=_cmd_run)
+
+
+def _add_curves(sub) -> None:
+    p = sub.add_parser(
+        "curves",
+        help="learning curves: a suite's layers at a ladder of training budgets, and where "
+        "they plateau",
+        description="Train each norm and batch size of a suite (its unregularized settings) at "
+        "every budget of a ladder (training images per run, each a full schedule of its own) "
+        "for fresh seeds, measure clean accuracy on the whole test set, and write the curves "
+        "(table, plot) with the plateau budget: the smallest budget B at which every layer's "
+        "mean accuracy at 2B is within 0.01 of its accuracy at B. The ladder is a run of suite "
+        "<suite>-curves in the store: rerunning the same command resumes it, --no-run only "
+        "writes the page of what has finished.\n\nexamples:\n"
+        "  robustbench-norm curves suites/smoke.toml --budgets 256 512 1024 --seeds 100 101\n"
+        "  robustbench-norm curves suites/standard.toml --budgets 16384 32768 65536 131072 "
+        "--seeds 100 101 --norms bn gn gnplus none --jobs 2 --publish",
+        formatter_class=RAW,
+    )
+    p.add_argument("suite", help="a suite TOML file")
+    p.add_argument(
+        "--budgets", type=_positive_int, nargs="+", required=True, metavar="IMAGES",
+        help="training images per run, e.g. doublings 16384 32768 65536",
+    )  # fmt: skip
+    p.add_argument("--seeds", type=int, nargs="+", default=[100, 101], help="fresh seeds")
+    p.add_argument("--norms", nargs="+", default=None, help="norm labels (default: all)")
+    p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=None)
+    p.add_argument("--no-run", action="store_true", help="only write the page of finished runs")
+    _add_execution(p)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, help="default results/curves/<suite>-curves")
+    where.add_argument(
+        "--publish", action="store_true", help="write leaderboards/<suite>-curves/ instead"
+    )
+    p.set_defaults(func=_cmd_curves)
 
 
 def _add_plan(sub) -> None:

@@ -116,6 +116,24 @@ def accuracy_vs_batch_size(frame: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def learning_curves(frame: pd.DataFrame, path: Path) -> Path:
+    """Clean accuracy against training images per run (log scale), one panel per (model,
+    batch size): a ``curves`` ladder. ``frame`` has model, norm, batch_size, images, value."""
+    panels = list(dict.fromkeys(zip(frame.model, frame.batch_size, strict=True)))
+    fig, axes = _grid(len(panels), "learning curves: clean accuracy vs training budget")
+    for ax, (model, bs) in zip(axes, panels, strict=True):
+        sub = frame[(frame.model == model) & (frame.batch_size == bs)]
+        for norm, group in sub.groupby("norm", sort=False):
+            _curve(ax, group, "images", norm, bounds=(0.0, 1.0))
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"{model} · bs {bs}")
+        ax.set_xlabel("training images per run (each run its own full schedule)")
+        ax.set_ylabel("clean accuracy (top-1)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def training_curves(jobs: list[dict], path: Path) -> Path | None:
     """Training loss against step, mean over seeds, per norm (unregularized runs)."""
     rows = [

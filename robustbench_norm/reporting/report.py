@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def _why_empty(jobs: list[dict]) -> str:
 def build_report(store: Store, run_id: int, alpha: float = 0.05) -> Report:
     run = store.run(run_id)
     frame, jobs = load_frame(store, run_id)
+    _refuse_mixed_budgets(run, jobs)
     order = list(dict.fromkeys(j["norm"] for j in jobs))
     toml = tomllib.loads(run["suite_toml"])
     reference = toml.get("reference", "bn" if "bn" in order else None)
@@ -86,6 +88,22 @@ def build_report(store: Store, run_id: int, alpha: float = 0.05) -> Report:
         run["suite"], toml.get("description", ""), run, frame, jobs, tables, claims, reference,
         toml.get("notes", "").strip(),
     )  # fmt: skip
+
+
+def _refuse_mixed_budgets(run: dict, jobs: list[dict]) -> None:
+    """A leaderboard row pools the runs of one setting; runs of several training budgets (a
+    ``curves`` ladder) are not draws of one experiment."""
+    budgets: dict[tuple, set] = {}
+    for j in jobs:
+        train = j["spec"].get("train") or {}
+        key = (j["model"], j["norm"], j["batch_size"], j["regularizer"])
+        budgets.setdefault(key, set()).add((train.get("images"), train.get("steps")))
+    if any(len(b) > 1 for b in budgets.values()):
+        raise RobustBenchError(
+            f"run {run['id']} ({run['suite']}) trains each setting at several budgets (a "
+            "learning-curve ladder), which a leaderboard would pool as one experiment; its "
+            "page is `robustbench-norm curves SUITE --no-run`"
+        )
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -367,13 +385,19 @@ def _results_document(report: Report) -> dict:
     }
 
 
-def publish(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
+def publish(
+    store: Store,
+    run_id: int,
+    out_dir: str | Path,
+    writer: Callable[[Store, int, Path], list[Path]] | None = None,
+) -> list[Path]:
     """Write the leaderboard of ``run_id`` and its exported store into ``out_dir``, all or
     nothing: everything is written to a hidden sibling folder first, which then replaces
     ``out_dir`` by two renames. Any failure (a damaged store, a full disk) removes the sibling
     and leaves the published folder exactly as it was: a baseline that ``check`` reads is
     never half-rewritten. Only a new or empty folder or a leaderboard ``report`` wrote is
-    replaced (``leaderboard_folder.py``): never a folder of the user's."""
+    replaced (``leaderboard_folder.py``): never a folder of the user's. ``writer`` writes the
+    folder's content (default :func:`write_report`; the learning curves bring their own)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise StorageError(f"--out {out} is a file; pass a folder")
@@ -391,7 +415,7 @@ def publish(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a leaderboard is not
     try:
-        written = write_report(store, run_id, staging)
+        written = (writer or write_report)(store, run_id, staging)
         store.export_run(run_id, staging / "store.sqlite")
         write_manifest(staging)
         swap_in(staging, out)

@@ -32,9 +32,10 @@ from robustbench_norm.perturb.corruptions import CorruptionCache
 from robustbench_norm.plugins import load_plugins
 from robustbench_norm.progress import note, progress_bar
 from robustbench_norm.provenance import provenance
+from robustbench_norm.specs import code_files
 from robustbench_norm.suites.job_claims import JobClaims
 from robustbench_norm.suites.store import JobOutcome, Store
-from robustbench_norm.suites.suite import JobSpec, Suite
+from robustbench_norm.suites.suite import JOB_CODE, JobSpec, Suite
 from robustbench_norm.suites.workers import InProcess, ProcessPool, RayBackend
 from robustbench_norm.train import compute_tag, load_trained, resolve_device, train
 
@@ -272,9 +273,14 @@ def run_suite(
     run_id = None if settings.fresh else store.resumable_run(suite.name, suite.hash)
     threads = _job_threads(settings, executor, jobs, ray_cpus)
     if run_id is not None:
+        _check_same_code(store.run(run_id))
         threads = _resumed_threads(store.run(run_id), threads, settings.threads, say)
     else:
-        facts = {**provenance(threads=threads), "plugins": list(settings.plugins)}
+        facts = {
+            **provenance(threads=threads),
+            "plugins": list(settings.plugins),
+            "code_files": code_files(*JOB_CODE),
+        }
         run_id = store.start_run(suite.name, suite.hash, suite.text, facts)
     settings = replace(settings, threads=threads)
     with JobClaims(store) as claims:
@@ -423,6 +429,28 @@ def _job_threads(settings: RunSettings, executor: str, jobs: int, ray_cpus: floa
     if jobs > 1:
         return max(1, (os.cpu_count() or 1) // jobs)
     return torch.get_num_threads()
+
+
+def _check_same_code(run: dict) -> None:
+    """A run resumes only with the code it started with. Every job's key hashes that code, so
+    after a change none of the run's finished jobs would be found again: all would be computed
+    anew and the run would hold two generations of results. A publication that spans sittings
+    keeps its training and evaluation code fixed; this names the file that moved."""
+    started = run["provenance"].get("code_files")
+    if not started:  # a run from before code files were recorded
+        return
+    now = code_files(*JOB_CODE)
+    changed = sorted(f for f in set(started) | set(now) if started.get(f) != now.get(f))
+    if changed:
+        shown = ", ".join(f"robustbench_norm/{f}" for f in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        sha = (run["provenance"].get("git_sha") or "")[:12] or "unknown"
+        raise RobustBenchError(
+            f"run {run['id']} of suite {run['suite']!r} was started with other code: {shown}"
+            f"{more} changed, and every job's key hashes it, so its finished jobs would be "
+            f"computed again. Resume it with the code it started with (git {sha}, e.g. in a "
+            "`git worktree`), or start a new run with --fresh"
+        )
 
 
 def _resumed_threads(run: dict, threads: int, asked: int | None, say) -> int:

@@ -33,6 +33,8 @@ from robustbench_norm.suites.sweeps import regularization_sweep, regularizer_lab
 from robustbench_norm.train import TRAIN_CODE, TrainSpec
 
 EVAL_CODE = ("evaluate.py", "perturb", "metrics.py")
+#: the package parts every job's key hashes (plus a plugin layer's own source)
+JOB_CODE = (*TRAIN_CODE, *EVAL_CODE)
 #: step sizes a suite's [stability] must take (range and predictiveness need a path, not a pair)
 MIN_ETAS = 4
 
@@ -87,7 +89,7 @@ class JobSpec:
 
     @property
     def key(self) -> str:
-        code = code_version(*TRAIN_CODE, *EVAL_CODE) + layer_identity(self.train.norm)
+        code = code_version(*JOB_CODE) + layer_identity(self.train.norm)
         return spec_key(self.to_dict(), code)
 
     @property
