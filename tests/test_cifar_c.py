@@ -13,7 +13,7 @@ from robustbench_norm.data import load_split
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.evaluate import CorruptionSpec
 from robustbench_norm.perturb import cifar_c, compat
-from robustbench_norm.perturb.corruptions import ALL, CorruptionCache, corrupt_images
+from robustbench_norm.perturb.corruptions import ALL, CorruptionCache, corrupt_images, image_seed
 
 CIFAR = "cifar-10-c"
 
@@ -62,10 +62,10 @@ def test_where_the_tables_share_a_constant_the_pixels_equal_imagecorruptions(
     transformation is the library's, only the constant table differs."""
     ic = compat.load()
     for k, image in enumerate(rgb_images):
-        np.random.seed(k)
-        expected = ic.corrupt(image, severity=theirs, corruption_name=name)
-        np.random.seed(k)
-        got = cifar_c.corrupt(image, name, ours).astype(np.uint8)  # ic.corrupt truncates too
+        np.random.seed(image_seed(3, name, ours, k))
+        expected = ic.corrupt(image, severity=theirs, corruption_name=name)  # truncated to uint8
+        # through the path a suite takes: corrupt_images seeds, corrupts and stores 8 bits
+        got = corrupt_images(image[None], name, ours, seed=3, start=k, table="cifar-10-c")[0]
         assert np.array_equal(got, expected)
 
 
@@ -153,6 +153,11 @@ def test_the_cache_keeps_the_tables_apart(tmp_path, test_split):
     # an entry whose sidecar names the other table is not taken for this one
     meta = json.loads(ours.with_suffix(".json").read_text())
     ours.with_suffix(".json").write_text(json.dumps(meta | {"table": "imagenet-c"}))
+    assert cache.load(split, "fog", 2, 0, table=CIFAR) is None
+    # nor one made when results were rounded to 8 bits (its sidecar has no "quantize")
+    old = {k: v for k, v in meta.items() if k != "quantize"}
+    assert meta["quantize"] == "truncate"
+    ours.with_suffix(".json").write_text(json.dumps(old))
     assert cache.load(split, "fog", 2, 0, table=CIFAR) is None
 
 

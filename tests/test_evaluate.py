@@ -48,6 +48,24 @@ def test_split():
 # -- noise -----------------------------------------------------------------------------------
 
 
+def test_noise_sequence_frames_are_truncated_to_8_bits_as_cifar_10_p_stores_them(test_split):
+    """make_cifar_p.py keeps np.uint8(255 · clip(x + noise, 0, 1)): truncation, not rounding.
+    The same draws, redone by hand from the documented seeding."""
+    frames, sigma = 4, 0.05
+    seq = noise_sequence_images(test_split, frames, sigma, seed=3)
+    rng = np.random.default_rng(
+        [3, int(test_split.fingerprint[:15], 16), frames, round(sigma * 1_000_000), 2]
+    )
+    x = test_split.images.astype(np.float32) / 255.0
+    assert np.array_equal(seq[0], test_split.images)
+    for k in range(1, frames):
+        noisy = x + rng.standard_normal(x.shape, dtype=np.float32) * np.float32(sigma)
+        expected = np.uint8(np.float32(255.0) * np.clip(noisy, 0.0, 1.0))
+        assert np.array_equal(seq[k], expected)
+        rounded = np.round(np.clip(noisy, 0.0, 1.0) * 255.0).astype(np.uint8)
+        assert (seq[k] != rounded).mean() > 0.3  # rounding would differ on about half
+
+
 def test_noise_is_a_function_of_split_sigma_and_seed(test_split):
     a = gaussian_noise_images(test_split, 0.1, seed=0)
     assert np.array_equal(a, gaussian_noise_images(test_split, 0.1, seed=0))

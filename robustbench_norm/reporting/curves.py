@@ -90,17 +90,23 @@ def curve_frame(store: Store, run_id: int) -> pd.DataFrame:
 
 def decide_plateau(frame: pd.DataFrame, tolerance: float = TOLERANCE) -> Plateau:
     """The smallest budget B whose doubling 2B moves no layer's mean accuracy by more than
-    ``tolerance`` (see the module docstring); only doublings measured for every layer count."""
+    ``tolerance`` (see the module docstring). Only whole doublings count: every layer finished
+    with every seed at both budgets (a rung cut off half-way would compare one seed's value)."""
     done = frame[frame.status == "done"]
     means = done.groupby([*ARM, "images"]).value.mean()
+    runs = frame.groupby([*ARM, "images"]).size()
+    seeds = frame.seed.nunique()
     arms = list(dict.fromkeys(map(tuple, frame[ARM].itertuples(index=False))))
     budgets = sorted(set(frame.images))
+
+    def whole(arm: tuple, budget: int) -> bool:
+        key = (*arm, budget)
+        return runs.get(key, 0) == seeds and key in means.index
+
     last = None
     for low in budgets:
         high = 2 * low
-        if high not in budgets:
-            continue
-        if not all((*a, low) in means.index and (*a, high) in means.index for a in arms):
+        if high not in budgets or not all(whole(a, b) for a in arms for b in (low, high)):
             continue
         gains = {a: float(means[(*a, high)] - means[(*a, low)]) for a in arms}
         last = Plateau(None, tolerance, (low, high), gains)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from robustbench_norm.data import default_cache_dir, load_split
+from robustbench_norm.data import dataset_info, default_cache_dir, load_split
 from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.evaluate import CleanSpec, evaluate
 from robustbench_norm.norms.fingerprint import fingerprints
@@ -294,7 +294,10 @@ def run_suite(
         if pending:
             prepare_corruptions(suite, settings)
         queue = JobQueue(store, claims, run_id, pending, settings.fresh, say)
-        bar = progress_bar(len(pending), f"suite {suite.name}", "job", settings.quiet)
+        # weighted by training steps: a ladder's last rung costs as much as all the others
+        train_size = dataset_info(suite.dataset).train_size
+        steps = {job.key: job.train.total_steps(train_size) for job, _ in pending}
+        bar = progress_bar(sum(steps.values()), f"suite {suite.name}", "step", settings.quiet)
 
         def write(job: JobSpec, job_id: int, outcome: JobOutcome) -> None:
             store.record(job_id, outcome)
@@ -305,7 +308,7 @@ def run_suite(
                 summary.failed.append(f"{tag}: {outcome.error.strip().splitlines()[-1]}")
             elif outcome.status == "diverged":
                 summary.diverged.append(tag)
-            bar.update(1)
+            bar.update(steps[job.key])
             if on_job is not None:
                 on_job(job, outcome)
 
