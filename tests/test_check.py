@@ -45,6 +45,7 @@ def make_run(
     finish: str | None = "finished",
     rng_seed: int = 0,
     spec: dict | None = None,
+    unmeasured: tuple = (),
 ) -> int:
     """One run of norms × seeds; ``status[(norm, seed)]`` overrides "done"."""
     rng = np.random.default_rng(rng_seed)
@@ -64,6 +65,7 @@ def make_run(
                     store.set_status(job, state)
                     continue
                 rows = _results(rng, mean - shift.get(norm, 0.0)) if state == "done" else []
+                rows = [r for r in rows if r["family"] not in unmeasured]
                 error = "RuntimeError: boom" if state == "failed" else None
                 store.record(job, JobOutcome(key, state, error, None, 1.0, {}, [], rows, []))
         if prints is not None:
@@ -206,6 +208,31 @@ def test_runs_of_different_settings_are_not_compared(tmp_path, prints, capsys):
     same = tmp_path / "same.sqlite"  # another seed and thread count: a fresh draw, comparable
     make_run(same, prints=prints, spec=other | {"train": {"steps": 40, "seed": 7}}, rng_seed=2)
     assert check(base, same) == 0
+
+
+def test_default_metrics_a_suite_does_not_measure_are_left_out_named_ones_are_errors(
+    tmp_path, prints, capsys
+):
+    base, cand = tmp_path / "base.sqlite", tmp_path / "cand.sqlite"
+    make_run(base, prints=prints, unmeasured=("noise_sequence",))
+    make_run(cand, prints=prints, unmeasured=("noise_sequence",), rng_seed=1)
+    assert check(base, cand) == 0  # the defaults include noise_sequence/flip_probability
+    out = capsys.readouterr().out
+    assert "not watched" in out and "noise_sequence/flip_probability" in out and "PASS" in out
+    named = ["--secondary", "noise_sequence/flip_probability"]
+    assert check(base, cand, *named) == 2
+    assert "is not in the baseline run" in capsys.readouterr().err
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        f'name = "gate"\n[[norms]]\nname = "bn"\n[check]\nbaseline = "{base}:latest"\n'
+        'secondary = ["noise_sequence/flip_probability"]\n'
+    )
+    assert main(["check", "--suite", str(suite), "--candidate", f"{cand}:latest"]) == 2
+    assert "is not in the baseline run" in capsys.readouterr().err
+    only = tmp_path / "only.sqlite"  # no default primary metric measured at all
+    make_run(only, prints=prints, unmeasured=("noise", "corruption", "clean"))
+    assert check(only, only) == 2
+    assert "none of the default primary metrics" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

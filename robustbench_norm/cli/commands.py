@@ -14,10 +14,10 @@ from robustbench_norm.errors import RobustBenchError
 DEFAULT_STORE_PATH = Path("results") / "robustbench.sqlite"
 
 #: exit codes: 0 success; 1 `check` found a regression; 2 a usage error or a fault of the machine
-#: (one-line message, no traceback); 3 `run` finished but some jobs failed (their errors are in
-#: the store and the summary); 130 interrupted (Ctrl-C)
-#: (the baseline and candidate of `check` differ in job-defining settings: also 2); 4 `check`
-#: could not decide (a primary metric looks worse than `detect`, but the runs cannot test it)
+#: (one-line message, no traceback), or `check`'s runs differ in job-defining settings; 3 `run`
+#: finished but some jobs failed (their errors are in the store and the summary); 4 `check` could
+#: not decide (a primary metric looks worse than `detect`, but the runs cannot test it); 130
+#: interrupted (Ctrl-C)
 EXIT_OK, EXIT_REGRESSION, EXIT_USER_ERROR, EXIT_JOBS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_UNDECIDED = 4
 CHECK_EXIT = {
@@ -130,7 +130,7 @@ def _execute(args: argparse.Namespace, suite):
     def report(job, outcome) -> None:
         if not args.quiet:
             t = job.train
-            budget = f"/{t.images:,} images" if suite.name.endswith("-curves") else ""
+            budget = f"/{t.images:,} images" if t.images else ""
             print(
                 f"  {t.model}/{job.label}/bs{t.batch_size}/seed{t.seed}/{job.regularizer}"
                 f"{budget}: {outcome.status} in {outcome.wall_seconds:.0f}s",
@@ -246,9 +246,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
             "check: --baseline is required (or a suite with [check].baseline), e.g. "
             "--baseline leaderboards/smoke/store.sqlite:latest"
         )
+    # metrics nobody named (the defaults) are watched where the baseline measures them
+    implicit = (*(() if args.metrics or "primary" in defaults.named else defaults.primary),
+                *(() if args.secondary is not None or "secondary" in defaults.named
+                  else defaults.secondary))  # fmt: skip
     settings = GateSettings(
         primary=tuple(args.metrics or defaults.primary),
         secondary=tuple(defaults.secondary if args.secondary is None else args.secondary),
+        implicit=implicit,
         alpha=defaults.alpha if args.alpha is None else args.alpha,
         tolerance=defaults.tolerance if args.tolerance is None else args.tolerance,
         detect=defaults.detect if args.detect is None else args.detect,

@@ -24,7 +24,7 @@ baseline and candidate may come from different machines and seed lists.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class GateSettings:
     tolerance: float = 0.0
     detect: float = 0.02
     accept_changes: bool = False
+    #: metrics taken from defaults rather than named: left out, with a note, where the
+    #: baseline does not measure them (a suite without noise sequences); a named one is an error
+    implicit: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if not (isinstance(self.alpha, float | int) and 0 < self.alpha < 1):
@@ -159,6 +162,8 @@ class CheckReport:
     fingerprints: list[FingerprintDiff] = field(default_factory=list)
     fingerprint_note: str = ""
     comparisons: list[Comparison] = field(default_factory=list)
+    #: default metrics the baseline does not measure, so not watched
+    unwatched: list[str] = field(default_factory=list)
 
     @property
     def reasons(self) -> list[str]:
@@ -218,6 +223,7 @@ class CheckReport:
                 f"{c.n_cand} runs"
                 for c in self.undecided
             ],
+            "unwatched": self.unwatched,
             "environment_differences": self.environment,
             "completeness": [f.to_dict() for f in self.completeness],
             "fingerprints": [
@@ -248,6 +254,8 @@ def compare_runs(
     bjobs, cjobs = bstore.jobs_of_run(brun), cstore.jobs_of_run(crun)
     report.differences = setting_differences(bjobs, cjobs)
     bvalues, cvalues = _values_by_job(bstore, brun), _values_by_job(cstore, crun)
+    settings, report.unwatched = _measured_defaults(settings, bvalues)
+    report.settings = settings
     _check_metrics_exist(settings, bvalues)
     report.completeness = _completeness(bjobs, cjobs, bvalues, cvalues, settings)
     bprints, cprints = bstore.fingerprints_of_run(brun), cstore.fingerprints_of_run(crun)
@@ -325,8 +333,31 @@ def _values_by_job(store: Store, run_id: int) -> dict[int, dict[tuple, float]]:
     return out
 
 
+def _measured(bvalues: dict) -> list[str]:
+    return sorted({f"{k[0]}/{k[1]}" for v in bvalues.values() for k in v})
+
+
+def _measured_defaults(settings: GateSettings, bvalues: dict) -> tuple[GateSettings, list[str]]:
+    """Leave out the default metrics the baseline does not measure (named ones stay, and
+    fail in :func:`_check_metrics_exist` if missing)."""
+    have = set(_measured(bvalues))
+    dropped = [m for m in (*settings.primary, *settings.secondary)
+               if m in settings.implicit and m not in have]  # fmt: skip
+    if not dropped:
+        return settings, []
+    primary = tuple(m for m in settings.primary if m not in dropped)
+    if not primary:
+        raise RobustBenchError(
+            f"check: the baseline measures none of the default primary metrics "
+            f"({', '.join(settings.primary)}); name the ones to watch with --metrics (it has: "
+            f"{', '.join(sorted(have))})"
+        )
+    secondary = tuple(m for m in settings.secondary if m not in dropped)
+    return replace(settings, primary=primary, secondary=secondary), dropped
+
+
 def _check_metrics_exist(settings: GateSettings, bvalues: dict) -> None:
-    have = sorted({f"{k[0]}/{k[1]}" for v in bvalues.values() for k in v})
+    have = _measured(bvalues)
     for m in (*settings.primary, *settings.secondary):
         if m not in have:
             raise RobustBenchError(

@@ -16,6 +16,11 @@ def format_report(report: CheckReport) -> str:
         f"α = {s.alpha} (Holm over primary tests), tolerance δ = {s.tolerance}, "
         f"detect = {s.detect}; unit of replication: the training run (seeds are not matched)",
     ]
+    if report.unwatched:
+        lines.append(
+            "note: not watched, since the baseline does not measure them (defaults, not named): "
+            + ", ".join(report.unwatched)
+        )
     if report.differences:
         lines += ["", "0. comparability: the runs differ in job-defining settings"]
         lines += [f"   NOT COMPARABLE: {d.describe()}" for d in report.differences]

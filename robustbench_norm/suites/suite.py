@@ -125,6 +125,8 @@ class CheckSettings:
     alpha: float = 0.05
     tolerance: float = 0.0
     detect: float = 0.02
+    #: which metric lists the suite named (the others are defaults, watched where measured)
+    named: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -560,4 +562,4 @@ def _check(r: _Reader, raw: dict) -> CheckSettings:
     detect = kw.get("detect", 0.02)
     if not math.isfinite(detect) or detect <= tolerance:
         raise r.fail("check.detect", f"must be finite and larger than the tolerance ({tolerance})")
-    return CheckSettings(**kw)
+    return CheckSettings(**kw, named=tuple(k for k in ("primary", "secondary") if k in kw))
