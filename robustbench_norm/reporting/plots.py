@@ -125,9 +125,10 @@ def learning_curves(frame: pd.DataFrame, path: Path) -> Path:
         sub = frame[(frame.model == model) & (frame.batch_size == bs)]
         for norm, group in sub.groupby("norm", sort=False):
             _curve(ax, group, "images", norm, bounds=(0.0, 1.0))
+        ax.set_ylim(max(0.0, float(sub.value.min()) - 0.05), 1.0)  # the curves, not the 0 line
         ax.set_xscale("log", base=2)
         ax.set_title(f"{model} · bs {bs}")
-        ax.set_xlabel("training images per run (each run its own full schedule)")
+        ax.set_xlabel("training images per run")
         ax.set_ylabel("clean accuracy (top-1)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
