@@ -150,9 +150,9 @@ def _execute(args: argparse.Namespace, suite):
             settings,
             executor=args.executor,
             jobs=args.jobs,
-            ray_address=getattr(args, "ray_address", None),
-            ray_cpus=getattr(args, "ray_cpus", 1.0),
-            ray_gpus=getattr(args, "ray_gpus", 0.0),
+            ray_address=args.ray_address,
+            ray_cpus=args.ray_cpus,
+            ray_gpus=args.ray_gpus,
             on_job=report,
             say=say,
         )

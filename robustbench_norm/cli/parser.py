@@ -135,9 +135,6 @@ def _add_run(sub) -> None:
     )
     p.add_argument("suite", help="a suite TOML file")
     _add_execution(p)
-    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto)")
-    p.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per job on Ray")
-    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per job on Ray")
     p.set_defaults(func=_cmd_run)
 
 
@@ -146,6 +143,9 @@ def _add_execution(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=str(DEFAULT_STORE_PATH), help="SQLite results store")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (e.g. auto)")
+    p.add_argument("--ray-cpus", type=float, default=1.0, help="CPUs per job on Ray")
+    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per job on Ray")
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--resume",

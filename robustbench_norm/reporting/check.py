@@ -131,6 +131,13 @@ class Comparison:
             for k, v in self.__dict__.items()
         }
 
+    def describe(self) -> str:
+        """Where and by how much, with the runs behind it: one line of a list of findings."""
+        return (
+            f"{self.norm} · {self.setting} · {self.metric}: Δ {self.delta:+.4f} with "
+            f"{self.n_base}/{self.n_cand} runs"
+        )
+
 
 @dataclass(frozen=True)
 class SettingDifference:
@@ -218,11 +225,7 @@ class CheckReport:
             "verdict": self.verdict,
             "reasons": self.reasons,
             "setting_differences": [d.to_dict() for d in self.differences],
-            "undecided": [
-                f"{c.norm} · {c.setting} · {c.metric}: Δ {c.delta:+.4f} with {c.n_base}/"
-                f"{c.n_cand} runs"
-                for c in self.undecided
-            ],
+            "undecided": [c.describe() for c in self.undecided],
             "unwatched": self.unwatched,
             "environment_differences": self.environment,
             "completeness": [f.to_dict() for f in self.completeness],

@@ -67,11 +67,7 @@ def format_report(report: CheckReport) -> str:
             f"UNDECIDED (exit 4, not a pass): {len(report.undecided)} primary metric(s) look "
             f"worse by more than detect = {s.detect}, but the runs cannot test it:"
         )
-        lines += [
-            f"  - {c.norm} · {c.setting} · {c.metric}: Δ {c.delta:+.4f} with {c.n_base}/"
-            f"{c.n_cand} runs; {_runs_text(c)}"
-            for c in report.undecided
-        ]
+        lines += [f"  - {c.describe()}; {_runs_text(c)}" for c in report.undecided]
     else:
         layers = "layers unchanged" if report.fingerprints else "layers not fingerprinted"
         lines.append(

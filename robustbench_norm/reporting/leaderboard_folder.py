@@ -66,10 +66,8 @@ def check_replaceable(out: Path, store_path: Path) -> None:
     if not target.is_dir():
         return
     entries = sorted(p.name for p in target.iterdir())
-    if not entries:
-        return
-    listed = _manifest_files(target)
-    if listed is None and not _is_legacy_leaderboard(target, entries):
+    foreign = _foreign(target, entries)
+    if foreign is None:
         shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
         count = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
         raise RobustBenchError(
@@ -77,7 +75,6 @@ def check_replaceable(out: Path, store_path: Path) -> None:
             "report replaces its --out folder whole, so it only writes into a new or empty "
             "folder or a leaderboard it wrote. Pass another folder"
         )
-    foreign = [e for e in entries if listed is not None and e not in listed and e != MANIFEST]
     if foreign:
         raise RobustBenchError(
             f"--out {out} is a leaderboard, but holds file(s) report did not write: "
@@ -99,11 +96,18 @@ def swap_in(staging: Path, out: Path) -> None:
 
 
 def _is_leaderboard(folder: Path) -> bool:
-    entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return folder.is_dir() and _foreign(folder, sorted(p.name for p in folder.iterdir())) == []
+
+
+def _foreign(folder: Path, entries: list[str]) -> list[str] | None:
+    """The entries of ``folder`` that ``report`` did not write: [] for an empty folder or a
+    whole leaderboard, None when the folder is no leaderboard at all."""
+    if not entries:
+        return []
     listed = _manifest_files(folder)
     if listed is None:
-        return _is_legacy_leaderboard(folder, entries)
-    return all(e in listed or e == MANIFEST for e in entries)
+        return [] if _is_legacy_leaderboard(folder, entries) else None
+    return [e for e in entries if e not in listed and e != MANIFEST]
 
 
 def _manifest_files(folder: Path) -> set[str] | None:
