@@ -35,6 +35,8 @@ _EXPORTS = {
     "NoiseSpec": "evaluate",
     "NoiseSequenceSpec": "evaluate",
     "CorruptionSpec": "evaluate",
+    "BatchStatistics": "evaluate",
+    "using_batch_statistics": "norms",
     "AttackSpec": "perturb.attacks",
     "load_suite": "suites.suite",
     "run_suite": "suites.execute",
@@ -51,6 +53,7 @@ __all__ = [
     "AttackSpec",
     "BatchGroupNorm",
     "BatchNorm",
+    "BatchStatistics",
     "ContinualNorm",
     "CorruptionSpec",
     "EvoNormS0",
@@ -79,6 +82,7 @@ __all__ = [
     "register_norm",
     "run_suite",
     "train",
+    "using_batch_statistics",
     "write_report",
 ]
 
@@ -100,7 +104,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from robustbench_norm.adapters import InputAdapter
     from robustbench_norm.data import load_split
     from robustbench_norm.errors import NormInputError, RobustBenchError, StorageError
-    from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec, evaluate
+    from robustbench_norm.evaluate import (
+        BatchStatistics,
+        CorruptionSpec,
+        NoiseSequenceSpec,
+        NoiseSpec,
+        evaluate,
+    )
     from robustbench_norm.models import build_model
     from robustbench_norm.norms import (
         BatchGroupNorm,
@@ -113,6 +123,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         convert_norms,
         make_norm,
         register_norm,
+        using_batch_statistics,
     )
     from robustbench_norm.perturb.attacks import AttackSpec
     from robustbench_norm.reporting.check import compare_runs

@@ -6,6 +6,12 @@ correctness flags and predicted labels in the split's order, plus summary metric
 does not depend on the evaluation batch size: perturbed inputs are drawn per example from seeds
 (noise), read from the on-disk cache (corruptions) or attacked in fixed, seeded chunks (attacks),
 so every model of a suite sees identical inputs.
+
+The one exception is an evaluation under test-time statistics (:class:`BatchStatistics`): BN-style
+layers then normalize with the moments of the evaluated batch, so the result depends on that
+batch by definition. Its batch is part of the setting: consecutive chunks of ``batch`` images of
+the split, in the split's order (the last one may be smaller), every image of a chunk under the
+same perturbation condition; the setting's label names it and is stored with every result.
 """
 
 from __future__ import annotations
@@ -21,6 +27,11 @@ from torch import nn
 from robustbench_norm import metrics
 from robustbench_norm.data import Split, default_cache_dir, to_float_nchw
 from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.norms.adaptation import (
+    check_prior,
+    running_statistics_layers,
+    using_batch_statistics,
+)
 from robustbench_norm.perturb.attacks import AttackSpec, run_attack
 from robustbench_norm.perturb.corruptions import (
     ALL,
@@ -116,6 +127,62 @@ class CorruptionSpec:
             )
 
 
+@dataclass(frozen=True)
+class BatchStatistics:
+    """Normalize with the statistics of each evaluated batch of ``batch`` images, mixed with the
+    running averages at Schneider et al.'s prior strength ``prior`` (0: the batch alone). See
+    :mod:`robustbench_norm.norms.adaptation`."""
+
+    batch: int
+    prior: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise RobustBenchError(
+                f"test_statistics batch={self.batch!r} must be a positive integer: the images "
+                "that share one set of statistics, e.g. 500"
+            )
+        object.__setattr__(self, "prior", check_prior(self.prior, "test_statistics.priors"))
+
+    @property
+    def label(self) -> str:
+        """How results and leaderboard rows name the setting: ``test-batch 500`` or
+        ``prior 16 · batch 500``."""
+        if self.prior == 0:
+            return f"test-batch {self.batch}"
+        return f"prior {self.prior:g} · batch {self.batch}"
+
+
+@dataclass(frozen=True)
+class BatchStatisticsPlan:
+    """A suite's ``[evaluate.test_statistics]``: which test-time statistics its models with
+    running statistics are evaluated under, beside the running averages.
+
+    At ``batch`` (and at each of ``priors``) every evaluation but the attacks runs again: these
+    are the leaderboard's adapted rows (``bn · test-batch 500``). Each size in ``sweep`` reruns
+    only clean accuracy and Gaussian noise: the curve of accuracy against the adaptation batch,
+    which shows where batch statistics fail (batch 1 has one image's statistics)."""
+
+    batch: int = 500
+    priors: tuple[float, ...] = ()
+    sweep: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "priors", tuple(check_prior(p, "priors") for p in self.priors))
+        object.__setattr__(self, "sweep", tuple(self.sweep))
+        BatchStatistics(self.batch)
+        for b in self.sweep:
+            BatchStatistics(b)
+
+    def settings(self) -> list[tuple[BatchStatistics, bool]]:
+        """(setting, whether every family runs under it) in the order results are stored."""
+        out = []
+        for size in dict.fromkeys((self.batch, *self.sweep)):
+            full = size == self.batch
+            out += [(BatchStatistics(size, p), full) for p in (0.0, *self.priors)]
+        return out
+
+
 PerturbationSpec = CleanSpec | NoiseSpec | NoiseSequenceSpec | CorruptionSpec | AttackSpec
 
 
@@ -182,8 +249,11 @@ def evaluate(
     cache_dir: str | Path | None = None,
     workers: int | None = None,
     quiet: bool = True,
+    statistics: BatchStatistics | None = None,
 ) -> EvalResult:
-    """Evaluate a checkpoint (path) or model under ``perturbation`` on ``split``."""
+    """Evaluate a checkpoint (path) or model under ``perturbation`` on ``split``; with
+    ``statistics``, under test-time statistics in batches of ``statistics.batch`` (its
+    ``batch_size`` is then ignored)."""
     dev = resolve_device(device)
     if isinstance(checkpoint_or_model, nn.Module):
         model = checkpoint_or_model.to(dev).eval()
@@ -191,6 +261,8 @@ def evaluate(
         model, _ = load_trained(checkpoint_or_model, dev)
     if batch_size < 1:
         raise RobustBenchError(f"batch_size={batch_size} must be a positive integer")
+    if statistics is not None:
+        return _evaluate_adapted(model, split, perturbation, statistics, dev, cache_dir, workers)
     clean_pred = predict(model, split.images, batch_size, dev)
     clean_correct = clean_pred == split.labels
     family = family_of(perturbation)
@@ -232,6 +304,31 @@ def evaluate(
     elif not isinstance(perturbation, CleanSpec):
         raise RobustBenchError(f"unknown perturbation spec {perturbation!r}")
     return result
+
+
+def _evaluate_adapted(model, split, perturbation, statistics, dev, cache_dir, workers):
+    if isinstance(perturbation, AttackSpec):
+        raise RobustBenchError(
+            "attacks are evaluated with running statistics only: under test-batch statistics "
+            "an attacked image's prediction depends on the other images of its batch, so the "
+            "threat model would have to say what the attacker controls; drop the attack from "
+            "the test-statistics evaluation"
+        )
+    if not running_statistics_layers(model):
+        raise RobustBenchError(
+            f"{type(model).__name__} has no layer with running statistics: its test-batch "
+            "results would equal its running ones; evaluate it without statistics"
+        )
+    with using_batch_statistics(model, statistics.prior):
+        return evaluate(
+            model,
+            split,
+            perturbation,
+            batch_size=statistics.batch,
+            device=dev,
+            cache_dir=cache_dir,
+            workers=workers,
+        )
 
 
 def _evaluate_corruptions(

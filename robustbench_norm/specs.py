@@ -16,6 +16,10 @@ from typing import Any
 
 from robustbench_norm.errors import RobustBenchError
 
+#: the statistics label of an ordinary evaluation (BN-style layers use their running averages);
+#: a result measured under test-time statistics carries its setting's label instead
+RUNNING = "running"
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 

@@ -18,7 +18,7 @@ def outcome(key: str, n: int = 3, value: float = 0.5) -> JobOutcome:
     rows = [{"family": "clean", "name": "clean", "parameter": None, "metric": "accuracy",
              "value": value}] + [{"family": "noise", "name": "gaussian_noise", "parameter": 0.1 * i,
                                   "metric": "accuracy", "value": value / (i + 1)} for i in range(n)]  # fmt: skip
-    flags = [("clean", "clean", None, np.arange(37) % 3 == 0)]
+    flags = [("clean", "clean", None, np.arange(37) % 3 == 0, "running")]
     return JobOutcome(key, "done", None, None, 1.0, {"loss": [1.0]}, [], rows, flags, ["w"])
 
 
@@ -49,7 +49,7 @@ def test_a_failure_inside_record_leaves_nothing_behind(tmp_path):
         run = store.start_run("suite", "h", "toml", {})
         job = store.add_job(run, "k1", {}, LABELS, "running")
         bad = outcome("k1")
-        bad.flags.append(("noise", "x", None, None))  # cannot be packed: raises mid-transaction
+        bad.flags.append(("noise", "x", None, None, "running"))  # cannot be packed: raises
         with pytest.raises(TypeError):
             store.record(job, bad)
         assert store.results_of_run(run) == []
@@ -82,6 +82,52 @@ def test_two_processes_writing_one_store_at_once(tmp_path):
     assert conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0] == 80
     assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 80 * 21
     assert conn.execute("SELECT COUNT(DISTINCT key) FROM jobs").fetchone()[0] == 80
+
+
+def test_results_under_test_time_statistics_are_kept_apart_from_the_running_ones(tmp_path):
+    with Store.open(tmp_path / "s.sqlite") as store:
+        run = store.start_run("suite", "h", "toml", {})
+        job = store.add_job(run, "k1", {}, LABELS, "running")
+        adapted = outcome("k1")
+        adapted.results += [{**r, "value": 0.9, "statistics": "test-batch 8"}
+                            for r in adapted.results]  # fmt: skip
+        adapted.flags.append(("clean", "clean", None, np.ones(37, bool), "test-batch 8"))
+        store.record(job, adapted)
+        running = store.results_of_run(run)
+        assert len(running) == 4 and {r["statistics"] for r in running} == {"running"}
+        assert 0.9 not in {r["value"] for r in running}  # the default never mixes the two
+        every = store.results_of_run(run, statistics=None)
+        assert len(every) == 8
+        assert [r["value"] for r in every if r["statistics"] == "test-batch 8"] == [0.9] * 4
+        assert store.flags_of_job(job, "test-batch 8")[("clean", "clean", None)].all()
+        assert not store.flags_of_job(job)[("clean", "clean", None)].all()
+        exported = store.export_run(run, tmp_path / "out.sqlite")
+    with Store.open(exported, read_only=True) as out:
+        assert len(out.results_of_run(run, statistics=None)) == 8
+
+
+def test_a_version_3_store_is_read_as_running_statistics_and_upgraded_for_writing(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with Store.open(path) as store:
+        run = store.start_run("suite", "h", "toml", {})
+        store.record(store.add_job(run, "k1", {}, LABELS, "running"), outcome("k1"))
+    conn = sqlite3.connect(path)  # back to version 3: no statistics column
+    for table in ("results", "flags"):
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN statistics")
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with Store.open(path, read_only=True) as old:
+        assert old.schema_version == 3
+        rows = old.results_of_run(run, statistics=None)
+        assert len(rows) == 4 and {r["statistics"] for r in rows} == {"running"}
+        assert len(old.flags_of_job(1)) == 1
+        old.export_run(run, tmp_path / "exported.sqlite")  # into a version-4 store
+    with Store.open(tmp_path / "exported.sqlite", read_only=True) as new:
+        assert len(new.results_of_run(run)) == 4
+    with Store.open(path) as upgraded:
+        assert upgraded.schema_version == 4
+        assert {r["statistics"] for r in upgraded.results_of_run(run, None)} == {"running"}
 
 
 def test_schema_version_mismatch_is_a_clear_error(tmp_path):

@@ -372,6 +372,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from robustbench_norm.data import load_split
     from robustbench_norm.evaluate import (
+        BatchStatistics,
         CleanSpec,
         CorruptionSpec,
         NoiseSequenceSpec,
@@ -382,6 +383,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from robustbench_norm.perturb.corruptions import ALL
     from robustbench_norm.train import load_trained, resolve_device
 
+    statistics = None
+    if args.test_batch is not None:
+        if args.attack:
+            raise RobustBenchError(
+                "--test-batch: attacks are evaluated with running statistics only (an attacked "
+                "image's prediction would depend on its batch); run --attack without it"
+            )
+        statistics = BatchStatistics(args.test_batch, args.prior)
+    elif args.prior:
+        raise RobustBenchError("--prior needs --test-batch B: the batch it is mixed with")
     device = resolve_device(args.device)
     model, payload = load_trained(args.checkpoint, device)
     dataset = args.dataset or payload["spec"]["dataset"]
@@ -404,9 +415,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         )
     for name in args.attack:
         specs.append(AttackSpec(name, epsilons=tuple(args.epsilons or ()), steps=args.steps))
+    where = "" if statistics is None else f", {statistics.label} statistics"
     print(
         f"{args.checkpoint}: {payload['spec']['model']}/{payload['spec']['norm']} on "
-        f"{dataset} test ({len(split)} images)"
+        f"{dataset} test ({len(split)} images{where})"
     )
     warnings = []
     for spec in specs if len(specs) == 1 else specs[1:]:
@@ -418,6 +430,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             device=device,
             cache_dir=args.cache_dir,
             quiet=args.quiet,
+            statistics=statistics,
         )
         print(f"\n{result.family}")
         print(f"  {'name':<18}{'parameter':>11}  {'metric':<26}{'value':>8}")

@@ -387,7 +387,8 @@ def _add_eval(sub) -> None:
         "  robustbench-norm eval results/checkpoints/KEY/cpu-2threads/final.pt --noise\n"
         "  robustbench-norm eval CKPT --corruptions fog contrast --severities 1 3 5\n"
         "  robustbench-norm eval CKPT --attack pgd_linf fgsm --epsilons 0 1/255 8/255 --limit 500\n"
-        "  robustbench-norm eval CKPT --attack pgd_l2 --epsilons 0 0.25 0.5 --steps 20",
+        "  robustbench-norm eval CKPT --attack pgd_l2 --epsilons 0 0.25 0.5 --steps 20\n"
+        "  robustbench-norm eval CKPT --noise --test-batch 500",
         formatter_class=RAW,
     )
     p.add_argument("checkpoint", help="a final.pt written by `train` or `run`")
@@ -441,6 +442,22 @@ def _add_eval(sub) -> None:
     p.add_argument("--limit", type=_positive_int, default=None, help="first N test images only")
     p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument(
+        "--test-batch",
+        type=_positive_int,
+        default=None,
+        metavar="B",
+        help="normalize BN-style layers with the statistics of each batch of B test images "
+        "instead of their running averages (test-time statistics; not with --attack)",
+    )
+    p.add_argument(
+        "--prior",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="with --test-batch: mix the batch's statistics with the running averages, which "
+        "count as N images (Schneider et al. 2020; default 0: the batch alone)",
+    )
     p.add_argument("--cache-dir", default=None, help="corruption cache (default ~/.cache/...)")
     _add_device_and_data(p)
     p.set_defaults(func=_cmd_eval)

@@ -1,5 +1,6 @@
 """Normalization layers by name: BN, GN, LN, IN, GN+, BGN, CN, EvoNorm-S0 and your own."""
 
+from robustbench_norm.norms.adaptation import running_statistics_layers, using_batch_statistics
 from robustbench_norm.norms.batch_group import BatchGroupNorm
 from robustbench_norm.norms.continual import ContinualNorm
 from robustbench_norm.norms.evonorm import EvoNormS0
@@ -35,4 +36,6 @@ __all__ = [
     "norm_options",
     "options_for",
     "register_norm",
+    "running_statistics_layers",
+    "using_batch_statistics",
 ]

@@ -46,6 +46,8 @@ MIN_RUNS = statistics.MIN_RUNS_FOR_SPREAD
 NO_EFFECT = "no effect larger than δ"
 SETTING = ["model", "batch_size"]
 PHASES = ("early", "middle", "late")
+#: what identifies one run's value in a frame, and the value
+RUN_ROW = ["job_id", "norm", "value"]
 
 
 @dataclass
@@ -245,7 +247,8 @@ def _relative_drop(frame: pd.DataFrame, family: str, name: str, metric: str) -> 
     absolute drop is confounded with clean accuracy — a model at chance cannot lose any)."""
     clean = _values(frame, "clean", "clean", "accuracy")
     pert = _values(frame, family, name, metric)
-    merged = clean.merge(pert[["job_id", "value"]], on="job_id", suffixes=("_c", "_p"))
+    # a job's adapted rows (test-time statistics) share its id: a row is (job, norm label)
+    merged = clean.merge(pert[RUN_ROW], on=RUN_ROW[:2], suffixes=("_c", "_p"))
     merged = merged[merged.value_c > 0]
     return merged.assign(value=1.0 - merged.value_p / merged.value_c)
 
@@ -356,7 +359,7 @@ def _matched_accuracy_lines(frame: pd.DataFrame, gn: str, bn: str) -> list[str]:
     ):
         clean = _values(frame, "clean", "clean", "accuracy")
         pert = _values(frame, family, name, metric)
-        both = clean.merge(pert[["job_id", "value"]], on="job_id", suffixes=("_c", "_p"))
+        both = clean.merge(pert[RUN_ROW], on=RUN_ROW[:2], suffixes=("_c", "_p"))
         for label, part in _settings(both):
             g, b = part[part.norm == gn], part[part.norm == bn]
             if len(g) < 2 or len(b) < 2:
@@ -517,13 +520,42 @@ def _per_length(row: dict) -> float:
     return float(row["landscape_range"])
 
 
-def evaluate_claims(frame: pd.DataFrame, jobs: list[dict], alpha: float = 0.05) -> list[Claim]:
-    """Every claim for a run."""
+def evaluate_claims(
+    frame: pd.DataFrame, jobs: list[dict], alpha: float = 0.05, adapted: str | None = None
+) -> list[Claim]:
+    """Every claim for a run. ``adapted``: the test-time statistics setting (``test-batch
+    500``) under which the noise claim is reported beside its verdict (adaptation.py)."""
     return [
         gnplus_beats_gn(frame, alpha),
         gn_less_stable_than_bn(frame, jobs, alpha),
         gnplus_stabilizes_training(frame, jobs, alpha),
-        gn_more_sensitive_to_noise(frame, alpha),
+        *noise_claims(frame, alpha, adapted),
         gn_more_sensitive_to_regularization(frame, alpha),
         gn_helps_only_in_part_of_training(jobs, alpha),
     ]
+
+
+def noise_claims(
+    frame: pd.DataFrame, alpha: float, adapted: str | None, gn: str = "gn", bn: str = "bn"
+) -> list[Claim]:
+    """The sensitivity claim, decided in the paper's setting (BN with its running averages),
+    and — when the run evaluated BN under test-time statistics — the same test against that
+    BN, reported beside it: its own row, and one sentence on the decided row saying whether
+    the verdict depends on which statistics BN uses."""
+    decided = gn_more_sensitive_to_noise(frame, alpha, gn=gn, bn=bn)
+    other = f"{bn} · {adapted}"
+    if adapted is None or other not in set(frame.norm):
+        return [decided]
+    beside = gn_more_sensitive_to_noise(frame, alpha, gn=gn, bn=other)
+    beside.claim += f" — BN with {adapted} statistics (reported beside, not deciding)"
+    p = "" if beside.p_value is None else f", p {beside.p_value:.2g}"
+    if beside.verdict != decided.verdict:
+        consequence = "the verdict depends on which statistics BN normalizes with at test time"
+    elif decided.verdict == INCONCLUSIVE:
+        consequence = "neither setting decides it with these runs"
+    else:
+        consequence = "the verdict does not depend on which statistics BN uses at test time"
+    decided.evidence += (
+        f". With {adapted} statistics for BN: **{beside.verdict}**{p}; {consequence}"
+    )
+    return [decided, beside]

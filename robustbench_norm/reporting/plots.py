@@ -116,6 +116,42 @@ def accuracy_vs_batch_size(frame: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def adaptation_sweep(sweep: pd.DataFrame, path: Path) -> Path | None:
+    """Accuracy against the adaptation batch (log scale), one panel per adapted layer and
+    training setting, one colour per σ (σ = 0: clean): solid lines for test-batch statistics,
+    dashed for each prior, dotted horizontals for the running averages."""
+    adapted = sweep[sweep.adaptation_batch.notna()] if len(sweep) else sweep
+    if adapted.empty or adapted.adaptation_batch.nunique() < 2:
+        return None
+    panels = list(dict.fromkeys(zip(sweep.layer, sweep.model, sweep.batch_size, strict=True)))
+    fig, axes = _grid(len(panels), "accuracy vs adaptation batch (test-time statistics)")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    sigmas = sorted(sweep.sigma.unique())
+    for ax, (layer, model, bs) in zip(axes, panels, strict=True):
+        panel = sweep[(sweep.layer == layer) & (sweep.model == model) & (sweep.batch_size == bs)]
+        for k, sigma in enumerate(sigmas):
+            colour = colours[k % len(colours)]
+            at = panel[panel.sigma == sigma]
+            for mode, group in at[at.adaptation_batch.notna()].groupby("mode", sort=False):
+                style = "-" if mode == "test-batch" else "--"
+                means = group.groupby("adaptation_batch").value.mean()
+                label = f"σ={sigma:g} {mode}"
+                ax.plot(means.index, means.values, style, marker="o", color=colour, label=label)
+            running = at[at.adaptation_batch.isna()].value
+            if len(running):
+                ax.axhline(float(running.mean()), color=colour, linestyle=":", linewidth=1.2)
+        ax.set_xscale("log", base=2)
+        sizes = sorted(panel.adaptation_batch.dropna().unique())
+        ax.set_xticks(sizes, [f"{int(b)}" for b in sizes])
+        ax.set_ylim(0.0, 1.0)
+        ax.set_title(f"{layer} · {model} · bs {bs} (dotted: running)", fontsize=9)
+        ax.set_xlabel("images per test batch")
+        ax.set_ylabel("accuracy (top-1)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
 def learning_curves(frame: pd.DataFrame, path: Path) -> Path:
     """Clean accuracy against training images per run (log scale), one panel per (model,
     batch size): a ``curves`` ladder. ``frame`` has model, norm, batch_size, images, value."""

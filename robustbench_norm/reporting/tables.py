@@ -29,10 +29,13 @@ def build_tables(
     order: list[str],
     reference: str | None,
     severity_table: str = "imagenet-c",
+    layers: list[str] | None = None,
 ) -> list[Table]:
     """Every table the run has data for, in the order a reader meets them: clean, noise,
     noise sequences, corruptions (with mCE against ``reference``), attacks, stability and the
-    regularization sweep."""
+    regularization sweep. ``order`` lists the rows (adapted ones included: see adaptation.py),
+    ``layers`` the trained layers, which alone have training to show (default: ``order``)."""
+    layers = layers or order
     vary = varying(frame)
     multi = len({setting_name(r, vary) for _, r in frame.iterrows()}) > 1
 
@@ -64,12 +67,13 @@ def build_tables(
                 order=order,
             )
         )
-    tables.append(_stability_table(frame, jobs, order))
+    tables.append(_stability_table(frame, jobs, layers))
     if frame.regularizer.nunique() > 1:
+        running = frame[frame.norm.isin(layers)]
         rest = [k for k in vary if k != "regularizer"]
         tables.append(
             pivot(
-                select(frame, "clean", "accuracy"),
+                select(running, "clean", "accuracy"),
                 id="regularization",
                 title="Clean accuracy per regularizer",
                 description="one factor at a time around the unregularized run",
@@ -203,9 +207,11 @@ def _mce_tables(frame: pd.DataFrame, reference: str, order: list[str]) -> list[T
             for (name, param), g in ref.groupby(["name", "parameter"])
         }
         ref_clean_error = 1 - float(ref_clean.value.mean())
-        for job_id, job in sub.groupby("job_id"):
+        # a job's adapted rows (test-time statistics) share its id: a row is (job, norm label)
+        for (job_id, norm), job in sub.groupby(["job_id", "norm"]):
             errors = {(r["name"], int(r.parameter)): 1 - r.value for _, r in job.iterrows()}
-            clean_err = 1 - float(clean[clean.job_id == job_id].value.iloc[0])
+            own = clean[(clean.job_id == job_id) & (clean.norm == norm)]
+            clean_err = 1 - float(own.value.iloc[0])
             out = metrics.corruption_errors(errors, ref_errors, clean_err, ref_clean_error)
             first = job.iloc[0]
             for metric in ("mce", "relative_mce"):

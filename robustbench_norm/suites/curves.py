@@ -90,6 +90,7 @@ def curve_suite(suite: Suite, ladder: Ladder) -> Suite:
         jobs=tuple(jobs),
         evaluations=(),
         test_limit=None,
+        test_statistics=None,
     )
 
 

@@ -26,13 +26,20 @@ import torch
 
 from robustbench_norm.data import dataset_info, default_cache_dir, load_split
 from robustbench_norm.errors import RobustBenchError, StorageError
-from robustbench_norm.evaluate import CleanSpec, evaluate
+from robustbench_norm.evaluate import (
+    BatchStatisticsPlan,
+    CleanSpec,
+    NoiseSpec,
+    evaluate,
+)
+from robustbench_norm.norms.adaptation import running_statistics_layers
 from robustbench_norm.norms.fingerprint import fingerprints
+from robustbench_norm.perturb.attacks import AttackSpec
 from robustbench_norm.perturb.corruptions import CorruptionCache
 from robustbench_norm.plugins import load_plugins
 from robustbench_norm.progress import note, progress_bar
 from robustbench_norm.provenance import provenance
-from robustbench_norm.specs import code_files
+from robustbench_norm.specs import RUNNING, code_files
 from robustbench_norm.suites.job_claims import JobClaims
 from robustbench_norm.suites.store import JobOutcome, Store
 from robustbench_norm.suites.suite import JOB_CODE, JobSpec, Suite
@@ -118,7 +125,9 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
         test = load_split(
             job.train.dataset, "test", data_root=settings.data_root, download=settings.download
         ).subset(job.test_limit)
-        evaluated, flags, warnings = evaluate_all(model, test, job.evaluations, device, settings)
+        evaluated, flags, warnings = evaluate_all(
+            model, test, job.evaluations, device, settings, job.test_statistics
+        )
         rows += evaluated
         return outcome("done", flags, warnings)
     except StorageError:
@@ -131,13 +140,29 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
 
 
 def evaluate_all(
-    model, test, evaluations, device, settings: RunSettings
+    model, test, evaluations, device, settings: RunSettings, plan: BatchStatisticsPlan | None = None
 ) -> tuple[list, list, list]:
-    """Clean accuracy and every evaluation of a job on ``model``: the tidy result rows, the
-    per-example flags and the sanity warnings, as a store records them."""
-    clean = evaluate(model, test, CleanSpec(), device=device)
-    rows = [{"family": "clean", **clean.metrics[0]}]
-    flags = [("clean", "clean", None, clean.clean_correct)]
+    """Clean accuracy and every evaluation of a job on ``model`` — then, for a model with
+    running statistics, again under each test-time statistics setting of ``plan`` — as a store
+    records them: the tidy result rows, the per-example flags and the sanity warnings."""
+    rows, flags, warnings = _evaluate_under(model, test, evaluations, device, settings, None)
+    if plan is None or not running_statistics_layers(model):
+        return rows, flags, warnings
+    for statistics, full in plan.settings():
+        chosen = [e for e in evaluations if full or isinstance(e.spec, NoiseSpec)]
+        chosen = [e for e in chosen if not isinstance(e.spec, AttackSpec)]
+        more = _evaluate_under(model, test, chosen, device, settings, statistics)
+        rows += more[0]
+        flags += more[1]
+        warnings += more[2]
+    return rows, flags, warnings
+
+
+def _evaluate_under(model, test, evaluations, device, settings, statistics):
+    label = RUNNING if statistics is None else statistics.label
+    clean = evaluate(model, test, CleanSpec(), device=device, statistics=statistics)
+    rows = [{"family": "clean", **clean.metrics[0], "statistics": label}]
+    flags = [("clean", "clean", None, clean.clean_correct, label)]
     warnings: list[str] = []
     for evaluation in evaluations:
         started = time.perf_counter()
@@ -148,14 +173,20 @@ def evaluate_all(
             device=device,
             cache_dir=settings.cache_dir,
             quiet=settings.quiet,
+            statistics=statistics,
         )
         # each family's own clean row is left out: clean accuracy is the full-subset one
-        rows += [{"family": res.family, **m} for m in res.metrics if m["name"] != "clean"]
-        flags += [(res.family, c.name, c.parameter, c.correct) for c in res.conditions]
+        rows += [
+            {"family": res.family, **m, "statistics": label}
+            for m in res.metrics
+            if m["name"] != "clean"
+        ]
+        flags += [(res.family, c.name, c.parameter, c.correct, label) for c in res.conditions]
         warnings += res.warnings
         seconds = time.perf_counter() - started
-        note(f"  evaluated {res.family} ({len(res.conditions)} conditions) in {seconds:.0f} s",
-             settings.quiet)  # fmt: skip
+        where = "" if statistics is None else f" under {label} statistics"
+        note(f"  evaluated {res.family}{where} ({len(res.conditions)} conditions) in "
+             f"{seconds:.0f} s", settings.quiet)  # fmt: skip
     return rows, flags, warnings
 
 
@@ -195,6 +226,7 @@ def _row(family: str, name: str, parameter, metric: str, value) -> dict:
         "parameter": parameter,
         "metric": metric,
         "value": None if value is None else float(value),
+        "statistics": RUNNING,
     }
 
 

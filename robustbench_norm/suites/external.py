@@ -2,7 +2,8 @@
 
 ``benchmark(model, suite, name=...)`` checks the model against the input contract (adapters.py),
 runs every evaluation of the suite on it (clean, noise, corruptions, attacks: the same images,
-draws and seeds as the trained models saw), and records it in the store as a new run: the latest
+draws and seeds as the trained models saw; under the suite's test-time statistics too when the
+model has BatchNorm layers), and records it in the store as a new run: the latest
 finished run of the suite plus this model, so ``report`` puts it on the leaderboard as a row
 ``NAME (external)`` beside the trained layers. Its job is keyed by the model's weights, class
 and the evaluation code: benchmarking the same model again reuses the stored result.
@@ -13,6 +14,7 @@ process, so its cells show its single value and the claims (which compare layers
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from torch import nn
 from robustbench_norm.data import dataset_info, load_split
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.provenance import provenance
-from robustbench_norm.specs import code_version, spec_key
+from robustbench_norm.specs import RUNNING, code_version, spec_key
 from robustbench_norm.suites.execute import RunSettings, evaluate_all
 from robustbench_norm.suites.store import DEFAULT_STORE, JobOutcome, Store
 from robustbench_norm.suites.suite import EVAL_CODE, Suite, load_suite
@@ -39,14 +41,17 @@ class BenchmarkResult:
     run_id: int
     job_id: int
     label: str
-    #: tidy rows: family, name, parameter, metric, value
+    #: tidy rows: family, name, parameter, metric, value, statistics (``running`` or a
+    #: test-time statistics setting)
     rows: list[dict]
     warnings: list[str]
     reused: bool
 
     @property
     def clean_accuracy(self) -> float:
-        return next(r["value"] for r in self.rows if r["family"] == "clean")
+        return next(
+            r["value"] for r in self.rows if r["family"] == "clean" and r["statistics"] == RUNNING
+        )
 
 
 def benchmark(
@@ -66,6 +71,7 @@ def benchmark(
     model = model.to(device).eval()
     check_contract(model, suite.dataset, device)
     label = name + EXTERNAL
+    plan = suite.test_statistics
     identity = {
         "name": name,
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
@@ -75,6 +81,7 @@ def benchmark(
         "label": label,
         "external": identity,
         "evaluations": [e.to_dict() for e in suite.evaluations],
+        "test_statistics": None if plan is None else dataclasses.asdict(plan),
         "test_limit": suite.test_limit,
         "dataset": suite.dataset,
     }
@@ -99,9 +106,11 @@ def benchmark(
         reused = job_id is not None
         if reused:
             s.link(run_id, key, job_id)
-            tidy = ("family", "name", "parameter", "metric", "value")
+            tidy = ("family", "name", "parameter", "metric", "value", "statistics")
             rows = [
-                {k: r[k] for k in tidy} for r in s.results_of_run(run_id) if r["job_id"] == job_id
+                {k: r[k] for k in tidy}
+                for r in s.results_of_run(run_id, statistics=None)
+                if r["job_id"] == job_id
             ]
             warnings = next(j["warnings"] for j in s.jobs_of_run(run_id) if j["id"] == job_id)
         else:
@@ -110,7 +119,9 @@ def benchmark(
             test = load_split(
                 suite.dataset, "test", data_root=settings.data_root, download=settings.download
             ).subset(suite.test_limit)
-            rows, flags, warnings = evaluate_all(model, test, suite.evaluations, device, settings)
+            rows, flags, warnings = evaluate_all(
+                model, test, suite.evaluations, device, settings, plan
+            )
             s.record(
                 job_id,
                 JobOutcome(

@@ -6,8 +6,11 @@
   failed or diverged; error text; training log). A finished job is reused by any later run of
   the same spec and code.
 * ``run_jobs``: which jobs make up a run (a job can belong to many runs).
-* ``results``: (job, family, name, parameter, metric, value) rows.
-* ``flags``: per-example correctness per condition (bit-packed, zlib), for per-example analyses.
+* ``results``: (job, family, name, parameter, metric, value, statistics) rows; ``statistics`` is
+  ``running`` or the test-time statistics setting the row was measured under
+  (``test-batch 500``, see evaluate.BatchStatistics).
+* ``flags``: per-example correctness per condition and statistics (bit-packed, zlib), for
+  per-example analyses.
 * ``fingerprints``: per run and norm label, the layer's fingerprint (``norms/fingerprint.py``),
   so a published run carries the exact identity of the layers it measured.
 
@@ -30,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.specs import RUNNING
 from robustbench_norm.suites.store_file import (  # noqa: F401  (re-exported)
     DEFAULT_STORE,
     LOCK_NOTICE,
@@ -64,7 +68,7 @@ class JobOutcome:
     stability: list
     #: tidy rows: family, name, parameter, metric, value
     results: list[dict[str, Any]]
-    #: (family, name, parameter, correct) per condition
+    #: (family, name, parameter, correct, statistics) per condition
     flags: list[tuple[str, str, float | None, np.ndarray]]
     #: sanity-check findings of the evaluations (e.g. an attack over its budget)
     warnings: list[str] = field(default_factory=list)
@@ -205,17 +209,18 @@ class Store(StoreFile):
             c.execute("DELETE FROM results WHERE job_id = ?", (job_id,))
             c.execute("DELETE FROM flags WHERE job_id = ?", (job_id,))
             c.executemany(
-                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (job_id, r["family"], r["name"], r["parameter"], r["metric"], r["value"])
+                    (job_id, r["family"], r["name"], r["parameter"], r["metric"], r["value"],
+                     r.get("statistics", RUNNING))
                     for r in outcome.results
                 ],
-            )
+            )  # fmt: skip
             c.executemany(
-                "INSERT INTO flags VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO flags VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (job_id, fam, name, param, len(correct), pack_flags(correct))
-                    for fam, name, param, correct in outcome.flags
+                    (job_id, fam, name, param, len(correct), pack_flags(correct), statistics)
+                    for fam, name, param, correct, statistics in outcome.flags
                 ],
             )
             c.execute(
@@ -264,8 +269,10 @@ class Store(StoreFile):
                         (run_id,),
                     )
                 for table in ("results", "flags"):
+                    columns = ", ".join(self.columns(table))  # an older store has fewer
                     c.execute(
-                        f"INSERT INTO out.{table} SELECT * FROM {table} WHERE job_id IN ({jobs})",
+                        f"INSERT INTO out.{table} ({columns}) SELECT {columns} FROM {table} "
+                        f"WHERE job_id IN ({jobs})",
                         (run_id,),
                     )
         finally:
@@ -295,6 +302,9 @@ class Store(StoreFile):
         return {r["label"]: json.loads(r["fingerprint"]) for r in rows}
 
     # -- reading ----------------------------------------------------------------------------
+    def columns(self, table: str) -> list[str]:
+        return [r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")]
+
     def jobs_of_run(self, run_id: int) -> list[dict]:
         rows = self.conn.execute(
             "SELECT j.* FROM run_jobs r JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? "
@@ -311,20 +321,28 @@ class Store(StoreFile):
             out.append(d)
         return out
 
-    def results_of_run(self, run_id: int) -> list[dict]:
+    def results_of_run(self, run_id: int, statistics: str | None = RUNNING) -> list[dict]:
+        """The run's result rows measured under ``statistics`` (None: under every setting; a
+        row's ``statistics`` says which)."""
+        # a store older than version 4 (opened read-only) measured everything with running ones
+        column = "x.statistics" if self.schema_version >= 4 else f"'{RUNNING}'"
         rows = self.conn.execute(
             "SELECT j.id AS job_id, j.key, j.model, j.norm, j.batch_size, j.seed, j.regularizer,"
-            " j.status, x.family, x.name, x.parameter, x.metric, x.value "
-            "FROM run_jobs r JOIN jobs j ON j.id = r.job_id JOIN results x ON x.job_id = j.id "
-            "WHERE r.run_id = ? ORDER BY j.id",
-            (run_id,),
+            f" j.status, x.family, x.name, x.parameter, x.metric, x.value, {column} AS statistics"
+            " FROM run_jobs r JOIN jobs j ON j.id = r.job_id JOIN results x ON x.job_id = j.id "
+            f"WHERE r.run_id = ? AND (? IS NULL OR {column} = ?) ORDER BY j.id",
+            (run_id, statistics, statistics),
         ).fetchall()
         return [dict(r) for r in rows]
 
-    def flags_of_job(self, job_id: int) -> dict[tuple[str, str, float | None], np.ndarray]:
+    def flags_of_job(
+        self, job_id: int, statistics: str = RUNNING
+    ) -> dict[tuple[str, str, float | None], np.ndarray]:
+        column = "statistics" if self.schema_version >= 4 else f"'{RUNNING}'"
         rows = self.conn.execute(
-            "SELECT family, name, parameter, count, correct FROM flags WHERE job_id = ?",
-            (job_id,),
+            "SELECT family, name, parameter, count, correct FROM flags WHERE job_id = ? AND "
+            f"{column} = ?",
+            (job_id, statistics),
         )
         return {
             (r["family"], r["name"], r["parameter"]): unpack_flags(r["correct"], r["count"])

@@ -1,10 +1,12 @@
 """The results store's schema: its tables, its version and the steps between versions.
 
-Version 2 added ``fingerprints``, version 3 ``claims``. A store of an older version is upgraded
+Version 2 added ``fingerprints``, version 3 ``claims``, version 4 the ``statistics`` column of
+``results`` and ``flags`` (which test-time statistics a row was measured under; ``running`` for
+every row before it). A store of an older version is upgraded
 when opened for writing and read as it is when opened read-only (store.py).
 """
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,7 +53,8 @@ CREATE TABLE IF NOT EXISTS results (
     name TEXT NOT NULL,
     parameter REAL,
     metric TEXT NOT NULL,
-    value REAL
+    value REAL,
+    statistics TEXT NOT NULL DEFAULT 'running'
 );
 CREATE INDEX IF NOT EXISTS results_job ON results(job_id);
 CREATE TABLE IF NOT EXISTS flags (
@@ -60,7 +63,8 @@ CREATE TABLE IF NOT EXISTS flags (
     name TEXT NOT NULL,
     parameter REAL,
     count INTEGER NOT NULL,
-    correct BLOB NOT NULL
+    correct BLOB NOT NULL,
+    statistics TEXT NOT NULL DEFAULT 'running'
 );
 CREATE INDEX IF NOT EXISTS flags_job ON flags(job_id);
 """
@@ -82,4 +86,11 @@ CLAIMS_TABLE = """CREATE TABLE IF NOT EXISTS claims (
 SCHEMA += FINGERPRINTS_TABLE + ";\n" + CLAIMS_TABLE + ";"
 
 #: schema version → the statements that bring a store of that version to the next one
-MIGRATIONS = {1: (FINGERPRINTS_TABLE,), 2: (CLAIMS_TABLE,)}
+MIGRATIONS = {
+    1: (FINGERPRINTS_TABLE,),
+    2: (CLAIMS_TABLE,),
+    3: tuple(
+        f"ALTER TABLE {table} ADD COLUMN statistics TEXT NOT NULL DEFAULT 'running'"
+        for table in ("results", "flags")
+    ),
+}

@@ -22,7 +22,12 @@ from robustbench_norm.activation_noise import ActivationNoise
 from robustbench_norm.analysis import StabilitySpec
 from robustbench_norm.data import dataset_info
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec
+from robustbench_norm.evaluate import (
+    BatchStatisticsPlan,
+    CorruptionSpec,
+    NoiseSequenceSpec,
+    NoiseSpec,
+)
 from robustbench_norm.models import build_model
 from robustbench_norm.norms import make_norm
 from robustbench_norm.norms.registry import layer_identity
@@ -86,6 +91,9 @@ class JobSpec:
     evaluations: tuple[Evaluation, ...]
     test_limit: int | None
     compute: str | None = None
+    #: test-time statistics evaluated beside the running ones (models that keep running
+    #: statistics only; see evaluate.BatchStatisticsPlan)
+    test_statistics: BatchStatisticsPlan | None = None
 
     @property
     def key(self) -> str:
@@ -112,6 +120,9 @@ class JobSpec:
             "evaluations": [e.to_dict() for e in self.evaluations],
             "test_limit": self.test_limit,
             "compute": self.compute,
+            "test_statistics": (
+                None if self.test_statistics is None else dataclasses.asdict(self.test_statistics)
+            ),
         }
 
 
@@ -144,6 +155,8 @@ class Suite:
     check: CheckSettings
     #: plugin modules the suite loads (resolved: module names or absolute .py paths)
     plugins: tuple[str, ...] = ()
+    #: [evaluate.test_statistics]: what models with running statistics are also evaluated under
+    test_statistics: BatchStatisticsPlan | None = None
 
     @property
     def hash(self) -> str:
@@ -313,6 +326,7 @@ def load_suite(path: str | Path) -> Suite:
     train_base = _train(r, raw)
     stability = _stability(r, raw)
     evaluations = _evaluations(r, raw, info.test_size)
+    test_statistics = _test_statistics(r, raw)
     reference = r.value(raw, "reference", str, "", default="bn" if "bn" in labels else None)
     if reference is not None and reference not in labels:
         raise r.fail("reference", f"{reference!r} is not a norm label of this suite: {labels}")
@@ -351,7 +365,9 @@ def load_suite(path: str | Path) -> Suite:
         )
         swept = _sweep_applies(r, raw, label, batch_size, labels, batch_sizes)
         for spec in _regularized(r, raw, base) if swept else [base]:
-            jobs.append(JobSpec(label, spec, tuple(evaluations), test_limit))
+            # the regularization sweep asks how training changes a model: running statistics
+            adapted = test_statistics if regularizer_label(spec) == "none" else None
+            jobs.append(JobSpec(label, spec, tuple(evaluations), test_limit, None, adapted))
     return Suite(
         name=name,
         path=path,
@@ -365,6 +381,7 @@ def load_suite(path: str | Path) -> Suite:
         test_limit=test_limit,
         check=check,
         plugins=tuple(plugins),
+        test_statistics=test_statistics,
     )
 
 
@@ -468,9 +485,8 @@ def _regularized(r: _Reader, raw: dict, base: TrainSpec) -> list[TrainSpec]:
 
 def _evaluations(r: _Reader, raw: dict, test_size: int) -> list[Evaluation]:
     t = r.value(raw, "evaluate", dict, "", default={})
-    r.keys(
-        t, {"noise": dict, "noise_sequence": dict, "corruptions": dict, "attacks": list}, "evaluate"
-    )
+    families = {"noise": dict, "noise_sequence": dict, "corruptions": dict, "attacks": list}
+    r.keys(t, {**families, "test_statistics": dict}, "evaluate")
     out = []
     simple = (
         ("noise", NoiseSpec, {"sigmas": list, "seed": int, "limit": int}),
@@ -532,6 +548,22 @@ def _evaluations(r: _Reader, raw: dict, test_size: int) -> list[Evaluation]:
         names.append(kw["name"])
         out.append(Evaluation(r.guard(path, AttackSpec, **kw), limit))
     return out
+
+
+def _test_statistics(r: _Reader, raw: dict) -> BatchStatisticsPlan | None:
+    t = r.value(r.value(raw, "evaluate", dict, "", default={}), "test_statistics", dict,
+                "evaluate")  # fmt: skip
+    if t is None:
+        return None
+    path = "evaluate.test_statistics"
+    r.keys(t, {"batch": int, "priors": list, "sweep": list}, path)
+    kw = {}
+    if "batch" in t:
+        kw["batch"] = r.value(t, "batch", int, path)
+    for key, kind in (("priors", float), ("sweep", int)):
+        if key in t:
+            kw[key] = tuple(r.items(t, key, kind, path))
+    return r.guard(path, BatchStatisticsPlan, **kw)
 
 
 def _check(r: _Reader, raw: dict) -> CheckSettings:
