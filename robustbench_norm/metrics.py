@@ -21,6 +21,11 @@ def accuracy(correct: np.ndarray) -> float:
 # -- corruption errors (Hendrycks & Dietterich 2019) ------------------------------------------
 
 
+#: the reference's smallest mean error increase over clean per severity (one point of
+#: accuracy) for which a relative CE is defined
+MIN_REFERENCE_DEGRADATION = 0.01
+
+
 def corruption_errors(
     errors: Mapping[tuple[str, int], float],
     reference_errors: Mapping[tuple[str, int], float],
@@ -31,6 +36,10 @@ def corruption_errors(
 
     CE_c = Σ_s E_{s,c} / Σ_s E^ref_{s,c};  relative CE_c = Σ_s (E_{s,c} − E_clean) /
     Σ_s (E^ref_{s,c} − E^ref_clean);  mCE and relative mCE are the means over corruptions.
+    A relative CE_c whose reference degrades by less than :data:`MIN_REFERENCE_DEGRADATION` per
+    severity on average is not defined (NaN): a ratio over a denominator near zero swings to
+    any size and sign (−5 ± 60 was seen), and relative mCE is the mean over the defined ones
+    (NaN when none is).
     ``errors`` maps (corruption, severity) → top-1 error. CIFAR has no AlexNet reference, so the
     reference is a named model of the same suite (by default its BN model).
     """
@@ -49,12 +58,14 @@ def corruption_errors(
         ce[c] = ours / ref if ref > 0 else float("nan")
         ref_gap = sum(reference_errors[(c, s)] - reference_clean_error for s in sev)
         our_gap = sum(errors[(c, s)] - clean_error for s in sev)
-        rel[c] = our_gap / ref_gap if ref_gap != 0 else float("nan")
+        defined = ref_gap / len(sev) >= MIN_REFERENCE_DEGRADATION
+        rel[c] = our_gap / ref_gap if defined else float("nan")
+    finite = [v for v in rel.values() if math.isfinite(v)]
     return {
         "ce": ce,
         "relative_ce": rel,
         "mce": {"all": float(np.mean(list(ce.values())))},
-        "relative_mce": {"all": float(np.mean(list(rel.values())))},
+        "relative_mce": {"all": float(np.mean(finite)) if finite else float("nan")},
     }
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from robustbench_norm import metrics
 from robustbench_norm.reporting import claims, statistics
 from robustbench_norm.reporting.claims import (
     INCONCLUSIVE,
@@ -23,7 +24,7 @@ from robustbench_norm.reporting.claims import (
     decide,
 )
 from robustbench_norm.reporting.leaderboard import Cell, pivot
-from robustbench_norm.reporting.tables import _mce_tables, chance_corruptions
+from robustbench_norm.reporting.tables import _mce_tables, build_tables, chance_corruptions
 from robustbench_norm.suites.execute import stability_rows
 
 ALPHA = 0.05
@@ -346,3 +347,104 @@ def test_mce_intervals_carry_the_reference_means_uncertainty():
     assert bn.mean == pytest.approx(1.0) and bn.low == pytest.approx(
         1.0 - stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
     )
+
+
+def _phase_jobs(rng, late: dict, scale: dict, seeds: int = 5) -> list[dict]:
+    """Jobs with 9 stability measurements (3 per third); ``late[(norm, bs)]`` is the mean of
+    the last third, the first two thirds are 100 (none), 20 (BN) and 40 (GN), times
+    ``scale[bs]``."""
+    early = {"none": 100.0, "bn": 20.0, "gn": 40.0}
+    jobs = []
+    for norm, bs, seed in itertools.product(("none", "bn", "gn"), (8, 64), range(seeds)):
+        means = [early[norm], early[norm], late[(norm, bs)]]
+        stability = [
+            {"step": 10 * k, "landscape_range_per_length":
+             scale[bs] * means[k // 3] * (1 + 0.05 * rng.standard_normal())}
+            for k in range(9)
+        ]  # fmt: skip
+        jobs.append(dict(model="resnet20", norm=norm, batch_size=bs, seed=seed,
+                         regularizer="none", status="done", stability=stability))  # fmt: skip
+    return jobs
+
+
+def test_part_of_training_is_decided_per_batch_size_with_its_refutation_inside_holm():
+    rng = np.random.default_rng(7)
+    late = {("none", 8): 100.0, ("bn", 8): 20.0, ("gn", 8): 60.0,  # GN helps late at bs 8
+            ("none", 64): 100.0, ("bn", 64): 20.0, ("gn", 64): 100.0}  # fmt: skip
+    scale = {8: 1.0, 64: 30.0}  # landscape values live on different scales per batch size
+    claim = claims.gn_helps_only_in_part_of_training(_phase_jobs(rng, late, scale), ALPHA)
+    labels = [c.label for c in claim.comparisons]
+    assert len(labels) == 12 and all(c.n == "5/5" for c in claim.comparisons)  # never pooled
+    assert sum(label.startswith("resnet20 bs 8: ") for label in labels) == 6
+    assert claim.verdict == NOT_SUPPORTED
+    # the deciding p is the Holm-adjusted one over the whole family, not a raw extra test
+    late8 = next(c for c in claim.comparisons if c.label == "resnet20 bs 8: GN ≈ none late")
+    assert claim.p_value == pytest.approx(
+        min(statistics.holm([c.p_against for c in claim.comparisons]))
+    )
+    assert claim.p_value > late8.p_against  # adjusted upward from the raw refuting p
+    # where GN does not help late at either batch size, equivalence late supports the claim
+    late[("gn", 8)] = 100.0
+    claim = claims.gn_helps_only_in_part_of_training(_phase_jobs(rng, late, scale), ALPHA)
+    assert claim.verdict == SUPPORTED, claim.evidence
+
+
+def test_each_stability_table_pools_the_runs_of_one_setting_only():
+    rng = np.random.default_rng(11)
+    runs = simulated_runs(rng, ("bn", "gn"), regularizers=("none", "noise=time_varying"))
+    for r in runs:  # a regularizer that makes BN's runs scatter widely
+        if r["regularizer"] != "none" and r["norm"] == "bn":
+            r["values"][("clean", "clean", None, "accuracy")] = 0.3 + 0.3 * rng.random()
+    frame = frame_of(runs)
+    jobs = [dict(model=r["model"], norm=r["norm"], batch_size=r["batch_size"], seed=r["seed"],
+                 regularizer=r["regularizer"], status="done", stability=[]) for r in runs]  # fmt: skip
+    tables = {t.id: t for t in build_tables(frame, jobs, ["bn", "gn"], None)}
+    assert {i for i in tables if i.startswith("stability")} == {
+        "stability-resnet20-bs8", "stability-resnet20-bs64",
+        "stability-resnet20-bs8-noise-time-varying", "stability-resnet20-bs64-noise-time-varying",
+    }  # fmt: skip
+    table = tables["stability-resnet20-bs64"]
+    assert table.title == "Training stability · resnet20 · bs 64"
+    bn = [r["values"][("clean", "clean", None, "accuracy")] for r in runs
+          if (r["norm"], r["batch_size"], r["regularizer"]) == ("bn", 64, "none")]  # fmt: skip
+    assert table.rows["bn"]["accuracy seed sd"].values == [pytest.approx(np.std(bn, ddof=1))]
+    assert table.rows["bn"]["diverged runs"].display == "0 / 4"
+
+
+def test_the_unmatched_accuracy_caution_is_decided_per_setting():
+    """GN trails BN by 0.06 at batch 8 and 0.14 at batch 64: pooled, the gap (0.10) would hide
+    the caution that batch 64 needs."""
+    rng = np.random.default_rng(5)
+    runs = simulated_runs(rng, ("bn", "gn"))
+    for r in runs:
+        gap = {8: 0.06, 64: 0.14}[r["batch_size"]] if r["norm"] == "gn" else 0.0
+        r["values"][("clean", "clean", None, "accuracy")] = 0.8 - gap + 0.001 * rng.random()
+    claim = claims.gn_more_sensitive_to_noise(frame_of(runs), ALPHA)
+    assert "Caution: clean accuracy resnet20 bs 64 GN 0.66" in claim.evidence
+    assert "bs 8 GN" not in claim.evidence
+
+
+def test_a_relative_ce_over_a_reference_that_barely_degrades_is_not_defined():
+    # the reference (BN) loses 0.004 on fog and 0.3 on snow: fog's ratio is left out
+    out = metrics.corruption_errors(
+        {("fog", 1): 0.30, ("snow", 1): 0.50}, {("fog", 1): 0.204, ("snow", 1): 0.50}, 0.2, 0.2
+    )
+    assert math.isnan(out["relative_ce"]["fog"])
+    assert out["relative_ce"]["snow"] == pytest.approx(0.3 / 0.3)
+    assert out["relative_mce"]["all"] == pytest.approx(1.0)  # the mean over the defined one
+    only_fog = metrics.corruption_errors({("fog", 1): 0.3}, {("fog", 1): 0.204}, 0.2, 0.2)
+    assert math.isnan(only_fog["relative_mce"]["all"])
+    rows = []
+    for job_id, (norm, seed) in enumerate(itertools.product(("bn", "gn"), range(3))):
+        base = dict(model="m", batch_size=64, regularizer="none", norm=norm, seed=seed,
+                    job_id=job_id, status="done", parameter=None)  # fmt: skip
+        clean = 0.8 if norm == "bn" else 0.6 + 0.01 * seed
+        rows.append(dict(base, family="clean", name="clean", metric="accuracy", value=clean))
+        rows.append(dict(base, family="corruption", name="fog", parameter=3.0, metric="accuracy",
+                         value=clean - (0.004 if norm == "bn" else 0.2)))  # fmt: skip
+    mce, relative = _mce_tables(pd.DataFrame(rows), "bn", ["bn", "gn"])
+    for norm in ("bn", "gn"):
+        cell = relative.rows[norm]["m · bs 64"]
+        assert cell.text() == "not defined (the reference barely degrades)" and not cell.ranked
+    assert relative.ranks == {}  # nothing to rank
+    assert mce.rows["gn"]["m · bs 64"].ranked  # CE itself stays defined

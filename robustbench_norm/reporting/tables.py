@@ -67,7 +67,7 @@ def build_tables(
                 order=order,
             )
         )
-    tables.append(_stability_table(frame, jobs, layers))
+    tables += _stability_tables(frame, jobs, layers)
     if frame.regularizer.nunique() > 1:
         running = frame[frame.norm.isin(layers)]
         rest = [k for k in vary if k != "regularizer"]
@@ -244,20 +244,38 @@ def _mce_tables(frame: pd.DataFrame, reference: str, order: list[str]) -> list[T
             order=order,
             bounds=(0.0, math.inf),
         ),
-        pivot(
-            mce[mce.metric == "relative_mce"],
-            id="relative-mce",
-            title="Relative mCE",
-            description=desc + "; error increase over clean. Caution: a model with a high "
-            "clean error has little room to degrade, so a poor model can look robust here",
-            higher_is_better=False,
-            order=order,
-            bounds=None,
+        _undefined_left_out(
+            pivot(
+                mce[mce.metric == "relative_mce"],
+                id="relative-mce",
+                title="Relative mCE",
+                description=desc + "; error increase over clean, over the corruptions on which "
+                "the reference loses at least 1 point of accuracy per severity (on the others "
+                "the ratio is not defined). Caution: a model with a high clean error has "
+                "little room to degrade, so a poor model can look robust here",
+                higher_is_better=False,
+                order=order,
+                bounds=None,
+            )
         ),
     ]
     for table in tables:
         carry_reference_uncertainty(table, reference)
     return tables
+
+
+def _undefined_left_out(table: Table) -> Table:
+    """Cells without a defined value (metrics.corruption_errors: no corruption degrades the
+    reference enough for a ratio) say so and are left out of ranks and ★."""
+    for cells in table.rows.values():
+        for column, cell in cells.items():
+            if not all(math.isfinite(v) for v in cell.values):
+                cells[column] = Cell(
+                    cell.values, None, display="not defined (the reference barely degrades)",
+                    ranked=False,
+                )  # fmt: skip
+    table.settle()
+    return table
 
 
 def carry_reference_uncertainty(table: Table, reference: str) -> None:
@@ -301,6 +319,28 @@ def chance_corruptions(frame: pd.DataFrame, classes: int = 10, margin: float = 0
     return out
 
 
+def _stability_tables(frame: pd.DataFrame, jobs: list[dict], layers: list[str]) -> list[Table]:
+    """One stability table per setting (model × batch size × regularizer): a row pools only
+    the runs of one setting, as in every other table — pooled, BN's regularized runs would
+    inflate its seed spread, and the landscape measures of batch 8 and 64 differ in scale."""
+    keys = ["model", "batch_size", "regularizer"]
+    settings = list(dict.fromkeys(tuple(j[k] for k in keys) for j in jobs))
+    if len(settings) == 1:
+        return [_stability_table(frame, jobs, layers)]
+    tables = []
+    for setting in settings:
+        mine = [j for j in jobs if tuple(j[k] for k in keys) == setting]
+        sub = frame[(frame[keys] == pd.Series(setting, index=keys)).all(axis=1)]
+        model, bs, reg = setting
+        name = f"{model} · bs {bs}" + ("" if reg == "none" else f" · {reg}")
+        slug = f"{model}-bs{bs}" + ("" if reg == "none" else f"-{reg}")
+        table = _stability_table(sub, mine, layers)
+        table.id = f"stability-{''.join(c if c.isalnum() or c == '-' else '-' for c in slug)}"
+        table.title += f" · {name}"
+        tables.append(table)
+    return tables
+
+
 def _stability_table(frame: pd.DataFrame, jobs: list[dict], order: list[str]) -> Table:
     columns = [
         "accuracy seed sd",
@@ -313,7 +353,7 @@ def _stability_table(frame: pd.DataFrame, jobs: list[dict], order: list[str]) ->
     table = Table(
         "stability",
         "Training stability",
-        "seed standard deviation of final clean accuracy (one value per setting) and diverged "
+        "seed standard deviation of final clean accuracy over the setting's runs and diverged "
         "runs (shown, not ranked: the claims test them), and "
         "Santurkar et al.'s measures averaged over the measured steps — the landscape range "
         "per unit step length (η_max·‖g‖) and β-smoothness are comparable across layers; the "
@@ -330,6 +370,8 @@ def _stability_table(frame: pd.DataFrame, jobs: list[dict], order: list[str]) ->
         if stds:
             cells["accuracy seed sd"] = Cell(stds, (0.0, math.inf), ranked=False)
         mine = [j for j in jobs if j["norm"] == norm]
+        if not mine:
+            continue
         diverged = [float(j["status"] == "diverged") for j in mine]
         cells["diverged runs"] = Cell(
             diverged, display=f"{int(sum(diverged))} / {len(mine)}", ranked=False
