@@ -17,10 +17,10 @@ import time
 import torch
 
 from robustbench_norm.data import load_split
-from robustbench_norm.evaluate import CleanSpec, CorruptionSpec, NoiseSpec, evaluate
-from robustbench_norm.models import build_model
+from robustbench_norm.evaluation import CleanSpec, CorruptionSpec, NoiseSpec, evaluate
 from robustbench_norm.perturb.attacks import AttackSpec
 from robustbench_norm.perturb.corruptions import ALL, CorruptionCache, corrupt_images
+from robustbench_norm.training.models import build_model
 
 NORMS = {"bn": {}, "gn": {"groups": "auto"}, "gnplus": {"groups": "auto"}}
 

@@ -25,7 +25,7 @@ import tempfile
 import torch
 
 from robustbench_norm.norms import norm_options
-from robustbench_norm.train import TrainSpec, train
+from robustbench_norm.training import TrainSpec, train
 
 VARIANTS = {
     "fp32": {},

@@ -26,16 +26,16 @@ _EXPORTS = {
     "BatchGroupNorm": "norms",
     "ContinualNorm": "norms",
     "EvoNormS0": "norms",
-    "build_model": "models",
+    "build_model": "training.models",
     "load_split": "data",
-    "TrainSpec": "train",
-    "train": "train",
-    "load_trained": "train",
-    "evaluate": "evaluate",
-    "NoiseSpec": "evaluate",
-    "NoiseSequenceSpec": "evaluate",
-    "CorruptionSpec": "evaluate",
-    "BatchStatistics": "evaluate",
+    "TrainSpec": "training",
+    "train": "training",
+    "load_trained": "training",
+    "evaluate": "evaluation",
+    "NoiseSpec": "evaluation",
+    "NoiseSequenceSpec": "evaluation",
+    "CorruptionSpec": "evaluation",
+    "BatchStatistics": "evaluation",
     "using_batch_statistics": "norms",
     "AttackSpec": "perturb.attacks",
     "load_suite": "suites.suite",
@@ -45,7 +45,7 @@ _EXPORTS = {
     "write_report": "reporting.report",
     "compare_runs": "reporting.check",
     "benchmark": "suites.external",
-    "InputAdapter": "adapters",
+    "InputAdapter": "evaluation.adapters",
     "StorageError": "errors",
 }
 
@@ -101,17 +101,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from robustbench_norm.adapters import InputAdapter
     from robustbench_norm.data import load_split
     from robustbench_norm.errors import NormInputError, RobustBenchError, StorageError
-    from robustbench_norm.evaluate import (
+    from robustbench_norm.evaluation import (
         BatchStatistics,
         CorruptionSpec,
         NoiseSequenceSpec,
         NoiseSpec,
         evaluate,
     )
-    from robustbench_norm.models import build_model
+    from robustbench_norm.evaluation.adapters import InputAdapter
     from robustbench_norm.norms import (
         BatchGroupNorm,
         BatchNorm,
@@ -132,4 +131,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from robustbench_norm.suites.external import benchmark
     from robustbench_norm.suites.store import Store
     from robustbench_norm.suites.suite import load_suite
-    from robustbench_norm.train import TrainSpec, load_trained, train
+    from robustbench_norm.training import TrainSpec, load_trained, train
+    from robustbench_norm.training.models import build_model

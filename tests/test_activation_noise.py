@@ -8,10 +8,10 @@ import torch
 from scipy import stats
 from torch import nn
 
-from robustbench_norm.activation_noise import ActivationNoise, attach_activation_noise
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.models import build_model
 from robustbench_norm.norms import make_norm
+from robustbench_norm.training.activation_noise import ActivationNoise, attach_activation_noise
+from robustbench_norm.training.models import build_model
 
 
 def probe(noise: ActivationNoise, shape=(16, 1024, 16, 16)) -> tuple[nn.Module, torch.Tensor]:

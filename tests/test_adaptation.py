@@ -17,14 +17,13 @@ from torch import nn
 from robustbench_norm.cli import main
 from robustbench_norm.data import load_split, to_float_nchw
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.evaluate import (
+from robustbench_norm.evaluation import (
     BatchStatistics,
     BatchStatisticsPlan,
     CleanSpec,
     NoiseSpec,
     evaluate,
 )
-from robustbench_norm.models import build_model
 from robustbench_norm.norms import BatchGroupNorm, BatchNorm, ContinualNorm, GNPlus
 from robustbench_norm.norms.adaptation import running_statistics_layers, using_batch_statistics
 from robustbench_norm.perturb.attacks import AttackSpec
@@ -32,7 +31,8 @@ from robustbench_norm.perturb.noise import gaussian_noise_images
 from robustbench_norm.reporting.report import build_report, write_report
 from robustbench_norm.suites.store import JobOutcome, Store
 from robustbench_norm.suites.suite import load_suite
-from robustbench_norm.train import TrainSpec, load_trained, train
+from robustbench_norm.training import TrainSpec, load_trained, train
+from robustbench_norm.training.models import build_model
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustbench_norm.analysis import gradient_path_measures, loss_band, model_stability
-from robustbench_norm.models import build_model
+from robustbench_norm.training.models import build_model
+from robustbench_norm.training.stability import gradient_path_measures, loss_band, model_stability
 
 A = torch.diag(torch.tensor([10.0, 1.0, 0.1], dtype=torch.float64))
 

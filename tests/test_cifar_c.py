@@ -11,7 +11,7 @@ import pytest
 
 from robustbench_norm.data import load_split
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.evaluate import CorruptionSpec
+from robustbench_norm.evaluation import CorruptionSpec
 from robustbench_norm.perturb import cifar_c, compat
 from robustbench_norm.perturb.corruptions import ALL, CorruptionCache, corrupt_images, image_seed
 

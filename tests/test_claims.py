@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from robustbench_norm import metrics
+from robustbench_norm.evaluation import metrics
 from robustbench_norm.reporting import claims, statistics
 from robustbench_norm.reporting.claims import (
     INCONCLUSIVE,

@@ -150,14 +150,15 @@ def test_a_run_resumes_only_with_the_code_it_started_with(tmp_path):
         first = run_suite(suite, store, settings)
         run = store.run(first.run_id)
         files = run["provenance"]["code_files"]
-        assert "train.py" in files and "evaluate.py" in files and "norms/gnplus.py" in files
-        # the run is cut off; then train.py changes (as recorded: the hash it started with)
-        provenance = {**run["provenance"], "code_files": {**files, "train.py": "0" * 64}}
+        assert "training/loop.py" in files and "evaluation/evaluate.py" in files
+        assert "norms/gnplus.py" in files
+        # the run is cut off; then training/loop.py changes (as recorded: the hash it started with)
+        provenance = {**run["provenance"], "code_files": {**files, "training/loop.py": "0" * 64}}
         store.conn.execute(
             "UPDATE runs SET status = 'running', provenance = ? WHERE id = ?",
             (json.dumps(provenance), first.run_id),
         )
-        with pytest.raises(RobustBenchError, match=r"robustbench_norm/train.py changed"):
+        with pytest.raises(RobustBenchError, match=r"robustbench_norm/training/loop.py changed"):
             run_suite(suite, store, settings)
         fresh = run_suite(suite, store, RunSettings(**{**settings.__dict__, "fresh": True}))
         assert fresh.run_id != first.run_id and fresh.executed == len(suite.jobs)

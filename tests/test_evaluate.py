@@ -10,7 +10,7 @@ import torch
 
 from robustbench_norm.data import load_split
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.evaluate import (
+from robustbench_norm.evaluation import (
     CleanSpec,
     CorruptionSpec,
     NoiseSequenceSpec,
@@ -21,7 +21,7 @@ from robustbench_norm.evaluate import (
 )
 from robustbench_norm.perturb.attacks import ATTACKS, AttackSpec, sanity_warnings
 from robustbench_norm.perturb.noise import gaussian_noise_images, noise_sequence_images
-from robustbench_norm.train import TrainSpec, load_trained, train
+from robustbench_norm.training import TrainSpec, load_trained, train
 
 NORMS = {"bn": {}, "gn": {"groups": 2}, "gnplus": {"groups": 2}}
 

@@ -33,7 +33,7 @@ from robustbench_norm.suites.execute import RunSettings, run_suite
 from robustbench_norm.suites.job_claims import JobClaims
 from robustbench_norm.suites.store import JobOutcome, Store
 from robustbench_norm.suites.suite import load_suite
-from robustbench_norm.train import TrainSpec, train
+from robustbench_norm.training import TrainSpec, train
 
 MINI = """
 name = "mini"

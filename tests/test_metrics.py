@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from robustbench_norm import metrics
 from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.evaluation import metrics
 from robustbench_norm.suites.sweeps import regularization_sweep, regularizer_label
-from robustbench_norm.train import TrainSpec
+from robustbench_norm.training import TrainSpec
 
 
 def test_corruption_errors_match_a_hand_computed_table():

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from robustbench_norm.data import dataset_info, load_split, to_float_nchw
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.models import available_models, build_model
 from robustbench_norm.norms import available, norm_name
+from robustbench_norm.training.models import available_models, build_model
 
 #: norm layers per model: stem + 2 per block + projection shortcuts (ResNet-18), 8 convs (VGG-11)
 NORM_COUNT = {"resnet18": 1 + 8 * 2 + 3, "resnet20": 1 + 9 * 2, "vgg11": 8}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.train import TrainSpec, load_trained, mixup_loss, train
+from robustbench_norm.training import TrainSpec, load_trained, mixup_loss, train
 
 #: small enough for seconds on 2 cores: ResNet-20 at width 4, 10 steps of 500 images per epoch
 TINY = dict(model="resnet20", width=4, batch_size=500, lr=0.05, log_every=2)
@@ -86,7 +86,7 @@ def test_log_records_lr_schedule_gradients_and_gnplus_lambdas(tmp_path):
 def test_linear_lr_scaling_and_weight_decay_exemption():
     spec = TrainSpec(batch_size=32, lr=0.1, lr_scaling="linear")
     assert spec.effective_lr == pytest.approx(0.1 * 32 / 128)
-    from robustbench_norm.train import make_optimizer
+    from robustbench_norm.training import make_optimizer
 
     model = TrainSpec(norm="gnplus", norm_options={"groups": 4}).build_model()
     groups = make_optimizer(TrainSpec(), model).param_groups

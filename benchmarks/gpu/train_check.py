@@ -12,7 +12,7 @@ import time
 import torch
 
 from robustbench_norm.data import load_split
-from robustbench_norm.train import TrainSpec, accuracy, load_trained, train
+from robustbench_norm.training import TrainSpec, accuracy, load_trained, train
 
 DEV = sys.argv[1] if len(sys.argv) > 1 else "cuda"
 RUNS = [("bn", False), ("gn", False), ("gnplus", False), ("bn", True), ("gnplus", True)]

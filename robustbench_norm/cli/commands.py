@@ -64,7 +64,7 @@ def _listing(what: str) -> dict[str, str]:
 
         return describe()
     if what == "models":
-        from robustbench_norm.models import MODELS
+        from robustbench_norm.training.models import MODELS
 
         return {n: f"{d} (default width {w})" for n, (_, w, d) in sorted(MODELS.items())}
     if what == "datasets":
@@ -316,7 +316,7 @@ def _cmd_fingerprint(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from robustbench_norm.data import load_split
     from robustbench_norm.norms import options_for
-    from robustbench_norm.train import TrainSpec, accuracy, load_trained, resolve_device, train
+    from robustbench_norm.training import TrainSpec, accuracy, load_trained, resolve_device, train
 
     test = load_split(args.dataset, "test", data_root=args.data_root, download=args.download)
     device = resolve_device(args.device)
@@ -371,7 +371,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from robustbench_norm.data import load_split
-    from robustbench_norm.evaluate import (
+    from robustbench_norm.evaluation import (
         BatchStatistics,
         CleanSpec,
         CorruptionSpec,
@@ -381,7 +381,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     from robustbench_norm.perturb.attacks import AttackSpec
     from robustbench_norm.perturb.corruptions import ALL
-    from robustbench_norm.train import load_trained, resolve_device
+    from robustbench_norm.training import load_trained, resolve_device
 
     statistics = None
     if args.test_batch is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from robustbench_norm.evaluate import BatchStatisticsPlan
+from robustbench_norm.evaluation import BatchStatisticsPlan
 from robustbench_norm.reporting.leaderboard import Table, pivot, select, setting_name, varying
 from robustbench_norm.specs import RUNNING
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from robustbench_norm import metrics
+from robustbench_norm.evaluation import metrics
 from robustbench_norm.perturb.attacks import format_epsilon
 from robustbench_norm.reporting.leaderboard import MIN_RUNS_FOR_INTERVAL
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from robustbench_norm import metrics
+from robustbench_norm.evaluation import metrics
 
 #: power that "detectable" refers to
 POWER = 0.8

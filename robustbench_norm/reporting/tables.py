@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from robustbench_norm import metrics
+from robustbench_norm.evaluation import metrics
 from robustbench_norm.perturb.attacks import AttackSpec, format_epsilon
 from robustbench_norm.reporting import statistics
 from robustbench_norm.reporting.leaderboard import (

@@ -6,7 +6,7 @@ The ladder trains each (model, norm, batch size) of a suite's unregularized jobs
 (training images per run) for a few fresh seeds, each run a full schedule of its own (the
 cosine schedule anneals to zero at every budget: a checkpoint in the middle of a longer run
 would still have a high learning rate), and measures clean accuracy on the whole test set.
-Santurkar measures and perturbations are left out: they do not change training (analysis.py)
+Santurkar measures and perturbations are left out: they do not change training (training/stability.py)
 and cost time.
 
 The ladder is an ordinary run of a derived suite (``<suite>-curves``), so it resumes, claims
@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from robustbench_norm.analysis import StabilitySpec
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.specs import canonical_json, check_seed
 from robustbench_norm.suites.suite import JobSpec, Suite
-from robustbench_norm.train import TrainSpec
+from robustbench_norm.training import TrainSpec
+from robustbench_norm.training.stability import StabilitySpec
 
 #: the derived suite's name: ``<suite>-curves``
 SUFFIX = "-curves"

@@ -26,7 +26,7 @@ import torch
 
 from robustbench_norm.data import dataset_info, default_cache_dir, load_split
 from robustbench_norm.errors import RobustBenchError, StorageError
-from robustbench_norm.evaluate import (
+from robustbench_norm.evaluation import (
     BatchStatisticsPlan,
     CleanSpec,
     NoiseSpec,
@@ -44,7 +44,7 @@ from robustbench_norm.suites.job_claims import JobClaims
 from robustbench_norm.suites.store import JobOutcome, Store
 from robustbench_norm.suites.suite import JOB_CODE, JobSpec, Suite
 from robustbench_norm.suites.workers import InProcess, ProcessPool, RayBackend
-from robustbench_norm.train import compute_tag, load_trained, resolve_device, train
+from robustbench_norm.training import compute_tag, load_trained, resolve_device, train
 
 EXECUTORS = ("local", "ray")
 

@@ -1,6 +1,6 @@
 """Your own model on a suite's evaluations, recorded next to the suite's trained models.
 
-``benchmark(model, suite, name=...)`` checks the model against the input contract (adapters.py),
+``benchmark(model, suite, name=...)`` checks the model against the input contract (evaluation/adapters.py),
 runs every evaluation of the suite on it (clean, noise, corruptions, attacks: the same images,
 draws and seeds as the trained models saw; under the suite's test-time statistics too when the
 model has BatchNorm layers), and records it in the store as a new run: the latest
@@ -30,7 +30,7 @@ from robustbench_norm.specs import RUNNING, code_version, spec_key
 from robustbench_norm.suites.execute import RunSettings, evaluate_all
 from robustbench_norm.suites.store import DEFAULT_STORE, JobOutcome, Store
 from robustbench_norm.suites.suite import EVAL_CODE, Suite, load_suite
-from robustbench_norm.train import resolve_device
+from robustbench_norm.training import resolve_device
 
 #: appended to the name of an external model's row, so it is never read as a trained layer
 EXTERNAL = " (external)"

@@ -8,10 +8,10 @@ import statistics
 from pathlib import Path
 
 from robustbench_norm.data import dataset_info
-from robustbench_norm.evaluate import CorruptionSpec, NoiseSequenceSpec, NoiseSpec
+from robustbench_norm.evaluation import CorruptionSpec, NoiseSequenceSpec, NoiseSpec
 from robustbench_norm.perturb.attacks import format_epsilon
 from robustbench_norm.suites.suite import Suite
-from robustbench_norm.train import TrainSpec
+from robustbench_norm.training import TrainSpec
 
 
 def describe_plan(suite: Suite, store_path: str | Path | None = None) -> str:

@@ -18,26 +18,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustbench_norm.activation_noise import ActivationNoise
-from robustbench_norm.analysis import StabilitySpec
 from robustbench_norm.data import dataset_info
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.evaluate import (
+from robustbench_norm.evaluation import (
     BatchStatisticsPlan,
     CorruptionSpec,
     NoiseSequenceSpec,
     NoiseSpec,
 )
-from robustbench_norm.models import build_model
 from robustbench_norm.norms import make_norm
 from robustbench_norm.norms.registry import layer_identity
 from robustbench_norm.perturb.attacks import AttackSpec, parse_epsilon
 from robustbench_norm.plugins import load_plugins
 from robustbench_norm.specs import check_seed, code_version, spec_key
 from robustbench_norm.suites.sweeps import regularization_sweep, regularizer_label
-from robustbench_norm.train import TRAIN_CODE, TrainSpec
+from robustbench_norm.training import TRAIN_CODE, TrainSpec
+from robustbench_norm.training.activation_noise import ActivationNoise
+from robustbench_norm.training.models import build_model
+from robustbench_norm.training.stability import StabilitySpec
 
-EVAL_CODE = ("evaluate.py", "perturb", "metrics.py")
+EVAL_CODE = ("evaluation", "perturb")
 #: the package parts every job's key hashes (plus a plugin layer's own source)
 JOB_CODE = (*TRAIN_CODE, *EVAL_CODE)
 #: step sizes a suite's [stability] must take (range and predictiveness need a path, not a pair)
@@ -84,7 +84,7 @@ class Evaluation:
 class JobSpec:
     """One model to train and evaluate. Its key changes with the spec, the code it uses and
     where it trains (``compute``: the device type and CPU thread count, set when a run starts;
-    see :func:`robustbench_norm.train.compute_tag`)."""
+    see :func:`robustbench_norm.training.compute_tag`)."""
 
     label: str
     train: TrainSpec

@@ -11,8 +11,8 @@ import dataclasses
 import itertools
 from collections.abc import Sequence
 
-from robustbench_norm.activation_noise import ActivationNoise
-from robustbench_norm.train import TrainSpec
+from robustbench_norm.training import TrainSpec
+from robustbench_norm.training.activation_noise import ActivationNoise
 
 DROPOUTS = (0.0, 0.1, 0.3, 0.5)
 MIXUPS = (0.0, 0.2, 1.0)

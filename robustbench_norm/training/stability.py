@@ -13,7 +13,7 @@ by several step sizes η and record:
 The raw range grows with the step's length η·‖g‖, so a layer with larger gradients looks
 rougher by construction (GN's gradients are larger than BN's). ``landscape_range_per_length``
 divides the range by the longest step's length, η_max·‖g‖, and is what the claims compare;
-β-smoothness is per length already. Measured in float32 even in a bf16 run (train.py).
+β-smoothness is per length already. Measured in float32 even in a bf16 run (training/loop.py).
 
 All over the whole network's parameters. Measuring never changes training: parameters, norm
 running statistics and random-number state are restored. Every evaluation along the path uses
