@@ -6,8 +6,8 @@ The ladder trains each (model, norm, batch size) of a suite's unregularized jobs
 (training images per run) for a few fresh seeds, each run a full schedule of its own (the
 cosine schedule anneals to zero at every budget: a checkpoint in the middle of a longer run
 would still have a high learning rate), and measures clean accuracy on the whole test set.
-Santurkar measures and perturbations are left out: they do not change training (training/stability.py)
-and cost time.
+Santurkar measures and perturbations are left out: they do not change training
+(training/stability.py) and cost time.
 
 The ladder is an ordinary run of a derived suite (``<suite>-curves``), so it resumes, claims
 jobs and records provenance like any run. Jobs are ordered by budget, so an interrupted ladder

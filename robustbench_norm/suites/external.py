@@ -1,12 +1,12 @@
 """Your own model on a suite's evaluations, recorded next to the suite's trained models.
 
-``benchmark(model, suite, name=...)`` checks the model against the input contract (evaluation/adapters.py),
-runs every evaluation of the suite on it (clean, noise, corruptions, attacks: the same images,
-draws and seeds as the trained models saw; under the suite's test-time statistics too when the
-model has BatchNorm layers), and records it in the store as a new run: the latest
-finished run of the suite plus this model, so ``report`` puts it on the leaderboard as a row
-``NAME (external)`` beside the trained layers. Its job is keyed by the model's weights, class
-and the evaluation code: benchmarking the same model again reuses the stored result.
+``benchmark(model, suite, name=...)`` checks the model against the input contract
+(evaluation/adapters.py), runs every evaluation of the suite on it (clean, noise, corruptions,
+attacks: the same images, draws and seeds as the trained models saw; under the suite's test-time
+statistics too when the model has BatchNorm layers), and records it in the store as a new run:
+the latest finished run of the suite plus this model, so ``report`` puts it on the leaderboard
+as a row ``NAME (external)`` beside the trained layers. Its job is keyed by the model's weights,
+class and the evaluation code: benchmarking the same model again reuses the stored result.
 
 An external model has no training runs behind it: it is one model, not a draw of a training
 process, so its cells show its single value and the claims (which compare layers) ignore it.
