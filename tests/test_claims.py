@@ -448,3 +448,38 @@ def test_a_relative_ce_over_a_reference_that_barely_degrades_is_not_defined():
         assert cell.text() == "not defined (the reference barely degrades)" and not cell.ranked
     assert relative.ranks == {}  # nothing to rank
     assert mce.rows["gn"]["m · bs 64"].ranked  # CE itself stays defined
+
+
+def test_ranks_compare_rows_on_the_columns_all_of_them_share():
+    """BN beats GN clearly in the two columns every row has; in a sweep column only BN and GN
+    have, GN is better. Before, BN had to win there too, while GN+ only had the two columns."""
+    rows = []
+    values = {("bn", "a"): 0.9, ("gn", "a"): 0.7, ("gnplus", "a"): 0.8,
+              ("bn", "b"): 0.9, ("gn", "b"): 0.7, ("gnplus", "b"): 0.8,
+              ("bn", "sweep"): 0.5, ("gn", "sweep"): 0.6}  # fmt: skip
+    for (norm, column), mean in values.items():
+        for seed in range(4):
+            rows.append({"norm": norm, "column": column, "value": mean + 0.004 * (seed - 1.5),
+                         "model": "m", "batch_size": 8, "regularizer": "none"})  # fmt: skip
+    table = pivot(pd.DataFrame(rows), id="t", title="t", description="d",
+                  column_of=lambda r: r.column)  # fmt: skip
+    assert table.ranks == {"bn": 1, "gnplus": 2, "gn": 3}
+    assert table.rank_tests() == 3 * 2 * 2
+
+
+def test_a_supported_claim_says_why_its_table_shows_a_tie():
+    from robustbench_norm.reporting.report import _explain_rank_ties
+
+    rng = np.random.default_rng(1)
+    rows = [{"norm": n, "value": m + 0.05 * rng.standard_normal(), "model": "m", "batch_size": 8,
+             "regularizer": "none"}
+            for n, m in (("gnplus", 0.80), ("gn", 0.76), ("bn", 0.9)) for _ in range(6)]  # fmt: skip
+    table = pivot(pd.DataFrame(rows), id="clean", title="Clean accuracy", description="d")
+    assert table.ranks["gnplus"] == table.ranks["gn"]  # a tie after Holm over 6 tests
+    claim = claims.Claim("GN+ beats GN at every batch size", "e", "t", 0.01, SUPPORTED,
+                         [comparison(0.01, 0.99)])  # fmt: skip
+    _explain_rank_ties([table], [claim])
+    assert "ranks gnplus and gn alike: its ranks correct over 6 tests" in claim.evidence
+    other = claims.Claim("GN+ beats GN at every batch size", "e", "t", 0.3, INCONCLUSIVE, [])
+    _explain_rank_ties([table], [other])
+    assert other.evidence == "e"

@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import pytest
+
 from robustbench_norm.cli import main
 from robustbench_norm.norms import registry
 
@@ -63,3 +65,59 @@ def test_the_own_layer_and_own_model_sections_run_as_printed(tmp_path, monkeypat
         registry._REGISTRY.pop("rmsnorm", None)
         for module in [m for m in sys.modules if m.startswith("robustbench_norm_plugin_")]:
             del sys.modules[module]
+
+
+def _standard_section() -> str:
+    text = README.read_text()
+    return text[text.index("## What the standard suite found") : text.index("\n## ", text.index(
+        "## What the standard suite found") + 5)]  # fmt: skip
+
+
+def test_the_first_screens_numbers_are_the_published_leaderboards():
+    """Every cell of the README's standard-suite table and every claim's verdict and final p
+    are what `leaderboards/standard/results.json` says: prose copied by hand drifts (it once
+    said "~2×" where the tables said 4.4–5.5×)."""
+    import json
+
+    board = json.loads((README.parent / "leaderboards/standard/results.json").read_text())
+    tables = {t["id"]: {r["norm"]: r["cells"] for r in t["rows"]} for t in board["leaderboards"]}
+    columns = [("clean", "bs 8 · none"), ("clean", "bs 64 · none"), ("noise", "bs 64 · none"),
+               ("corruption", "bs 64 · none"), ("attack-pgd_linf", "bs 64 · none · ε=4/255"),
+               ("flip", "bs 64 · none")]  # fmt: skip
+    section = _standard_section()
+    rows = re.findall(r"^\| (bn|gn|gnplus|none) \|(.*)\|$", section, re.M)
+    assert [norm for norm, _ in rows] == ["bn", "gn", "gnplus", "none"]
+    for norm, cells in rows:
+        for (table, column), text in zip(columns, cells.split("|"), strict=True):
+            cell = tables[table][norm][column]
+            expected = f"{cell['mean']:.3f} [{cell['low']:.3f}, {cell['high']:.3f}]"
+            assert text.strip().strip("*") == expected, (norm, table, column)
+    claims = {c["claim"]: c for c in board["claims"]}
+    found = re.findall(r"^\| (GN[^|]*?) \| \*\*([a-z ]+)\*\* \| (.*) \|$", section, re.M)
+    assert len(found) == 6
+    for claim, verdict, evidence in found:
+        assert claims[claim]["verdict"] == verdict, claim
+        p = re.search(r"p ([0-9.e-]+)\W*$", evidence)
+        if p:  # the p that decides, rounded to the significant digits printed
+            printed = p.group(1)
+            digits = len(re.sub(r"^[0.]*", "", printed.split("e")[0]).replace(".", ""))
+            true = float(f"{claims[claim]['p_value']:.{digits - 1}e}")
+            assert float(printed) == pytest.approx(true), claim
+
+
+def test_the_first_screens_stability_ratios_are_the_tables():
+    import json
+
+    board = json.loads((README.parent / "leaderboards/standard/results.json").read_text())
+    section = _standard_section()
+    m = re.search(r"landscape range per unit step ([0-9.]+)× \(bs 8\) and ([0-9.]+)× \(bs 64\) "
+                  r"BN's, β-smoothness ([0-9.]+)× and ([0-9.]+)×", section)  # fmt: skip
+    assert m, "the stability evidence is not in the README's claims table"
+    quoted = [float(x) for x in m.groups()]
+    tables = {t["id"]: {r["norm"]: r["cells"] for r in t["rows"]} for t in board["leaderboards"]}
+    ratios = []
+    for measure in ("landscape range / step", "β-smoothness"):
+        for bs in (8, 64):
+            rows = tables[f"stability-resnet20-bs{bs}"]
+            ratios.append(rows["gn"][measure]["mean"] / rows["bn"][measure]["mean"])
+    assert quoted == [round(r, 1) for r in ratios]

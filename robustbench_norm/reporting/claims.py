@@ -266,7 +266,20 @@ def gnplus_beats_gn(frame, alpha, gnplus="gnplus", gn="gn", margin=0.01) -> Clai
         _mean_comparison(label, _group(sub, gnplus), _group(sub, gn), +1, margin)
         for label, sub in _settings(acc)
     ]
-    return decide(claim, comparisons, test, alpha, "all", margin)
+    return decide(claim, comparisons, _scoped(test, comparisons), alpha, "all", margin)
+
+
+def _scoped(test: str, comparisons: list[Comparison]) -> str:
+    """The test's text with the family it names as the comparisons make it: "Holm over batch
+    sizes" is wrong where the suite has one batch size (the test is then uncorrected)."""
+    if len(comparisons) == 1:
+        return test.replace(", Holm over batch sizes", " (one batch size: no correction)").replace(
+            "; Holm over batch sizes", "; one batch size: no correction"
+        )
+    settings = {c.label.split(" ")[0] + c.label.split(" ")[2] for c in comparisons}
+    if len(settings) == 1:
+        return test.replace("perturbations and batch sizes", "perturbations (one batch size)")
+    return test
 
 
 def _stability_comparisons(frame, jobs, worse: str, better: str) -> list[Comparison]:
@@ -332,7 +345,7 @@ def gn_more_sensitive_to_noise(frame, alpha, gn="gn", bn="bn", margin=0.02) -> C
     if not comparisons:
         need = f"needs {gn!r}, {bn!r} and a noise or corruption evaluation"
         return decide(claim, [], test, alpha, missing=need)
-    out = decide(claim, comparisons, test, alpha, "all", margin)
+    out = decide(claim, comparisons, _scoped(test, comparisons), alpha, "all", margin)
     unmatched = []
     for label, part in _settings(_values(sub, "clean", "clean", "accuracy")):
         means = {n: float(np.mean(_group(part, n))) for n in (gn, bn) if _group(part, n)}
@@ -427,7 +440,7 @@ def gn_more_sensitive_to_regularization(frame, alpha, gn="gn", bn="bn", margin=0
     if not comparisons:
         need = f"needs regularized and unregularized runs of {gn!r} and {bn!r} in one setting"
         return decide(claim, [], test, alpha, missing=need)
-    out = decide(claim, comparisons, test, alpha, "all", margin)
+    out = decide(claim, comparisons, _scoped(test, comparisons), alpha, "all", margin)
     out.evidence += ". Per regularizer (Holm, not deciding): " + "; ".join(details)
     if left_out:
         out.evidence += ". Left out: " + "; ".join(left_out)

@@ -9,11 +9,11 @@ axis). A cell holds the runs' values:
 * otherwise the mean and its 95 % Student-t interval, clipped to the metric's range (an
   accuracy's interval stays inside [0, 1]).
 
-Ranks and ★ follow tests, not means alone. Row A *beats* row B when, in every column both have,
-A is better by a one-sided Welch test over runs, Holm-corrected over every (A, B, column) test
-of the table; a row's rank is 1 + the number of rows that beat it, so rows nobody separates
-share a rank (shown "1=" for a tie). A cell gets ★ only when it beats every other cell of its
-column after Holm over that column's comparisons.
+Ranks and ★ follow tests, not means alone. Row A *beats* row B when, in every column all rows
+have (every column both have, where all share none), A is better by a one-sided Welch test over
+runs, Holm-corrected over every (A, B, column) test of the table; a row's rank is 1 + the number
+of rows that beat it, so rows nobody separates share a rank (shown "1=" for a tie). A cell gets
+★ only when it beats every other cell of its column after Holm over that column's comparisons.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Table:
         norms = [n for n in self.rows if any(not math.isnan(c.mean) for c in self.rows[n].values())]
         tests = []  # (winner, loser, column, p)
         for a, b in ((a, b) for a in norms for b in norms if a != b):
-            for col in self.columns:
+            for col in self._rank_columns(norms):
                 ca, cb = self.rows[a].get(col), self.rows[b].get(col)
                 if ca is None or cb is None or not (ca.ranked and cb.ranked):
                     continue
@@ -139,6 +139,19 @@ class Table:
                 others = [b for b in cells if b != a]
                 if all(holm.get((a, b), 1.0) < alpha for b in others):
                     cells[a].best = True
+
+    def _rank_columns(self, norms: list[str]) -> list[str]:
+        """The columns ranks compare rows on: those every row has a tested cell in, so that no
+        row has to win more columns than another (BN and GN in a regularization sweep's extra
+        columns); where the rows share no column, every column."""
+        common = [c for c in self.columns
+                  if all(c in self.rows[n] and self.rows[n][c].ranked for n in norms)]  # fmt: skip
+        return common or self.columns
+
+    def rank_tests(self) -> int:
+        """How many pairwise tests the ranks' Holm correction spans."""
+        norms = [n for n in self.rows if any(not math.isnan(c.mean) for c in self.rows[n].values())]
+        return len(norms) * (len(norms) - 1) * len(self._rank_columns(norms))
 
     def to_dict(self) -> dict:
         return {

@@ -94,10 +94,39 @@ def build_report(store: Store, run_id: int, alpha: float = 0.05) -> Report:
         tables.insert(next(i for i, t in enumerate(tables) if t.id == "noise-sigma") + 1, sweep)
     adapted = None if plan is None else plan.settings()[0][0].label
     claims = evaluate_claims(board, jobs, alpha, adapted)
+    _explain_rank_ties(tables, claims)
     return Report(
         run["suite"], toml.get("description", ""), run, frame, jobs, tables, claims, reference,
         toml.get("notes", "").strip(), board,
     )  # fmt: skip
+
+
+#: a claim that compares two rows of one table: claim → (table id, claimed better, worse)
+CLAIMS_ON_TABLES = {"GN+ beats GN at every batch size": ("clean", "gnplus", "gn")}
+
+
+def _explain_rank_ties(tables: list[Table], claims: list[Claim]) -> None:
+    """Where a supported claim's two layers share a rank in the table of its metric, say why
+    both stand: the table's Holm family spans every pair of rows, the claim's only its own
+    comparisons."""
+    by_id = {t.id: t for t in tables}
+    for claim in claims:
+        table_id, better, worse = CLAIMS_ON_TABLES.get(claim.claim, (None, None, None))
+        table = by_id.get(table_id)
+        if (
+            claim.verdict != "supported"
+            or table is None
+            or not {better, worse} <= table.ranks.keys()
+        ):
+            continue
+        if table.ranks[better] < table.ranks[worse]:
+            continue
+        claim.evidence += (
+            f". The {table.title.lower()} table ranks {better} and {worse} alike: its ranks "
+            f"correct over {table.rank_tests()} tests (every pair of rows, every shared column), "
+            f"this claim over its {len(claim.comparisons)} comparisons — a stricter family, "
+            "not a contradiction"
+        )
 
 
 def _refuse_mixed_budgets(run: dict, jobs: list[dict]) -> None:
