@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,31 @@ def test_the_page_links_its_sources_and_shows_provenance_and_threat_models(page,
     label = browser.find_element(By.CSS_SELECTOR, "#attack-apgd_ce + p").text
     assert "apgd_ce (L∞), 3 steps, 1 restart, 20 test images" in label
     assert "ε=2/255" in browser.find_element(By.ID, "table-attack-apgd_ce").text
+
+
+def test_the_standard_page_reads_at_1400_pixels_without_scrolling_sideways(browser, tmp_path):
+    """The published standard leaderboard, regenerated from its store, in the real browser at
+    1400 × 900: no horizontal scrolling (wide tables come in parts), each claim one short row
+    with its details folded, and the forest plot of the claims on the page."""
+    from selenium.webdriver.common.by import By
+
+    from robustbench_norm.reporting.report import write_report
+
+    root = Path(__file__).resolve().parents[1]
+    with Store.open(root / "leaderboards/standard/store.sqlite", read_only=True) as store:
+        write_report(store, store.resolve_run("latest"), tmp_path / "lb")
+    browser.set_window_size(1400, 900)
+    browser.get((tmp_path / "lb" / "index.html").as_uri())
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    viewport = browser.execute_script("return window.innerWidth")
+    assert width <= viewport, f"the page is {width} px wide in a {viewport} px window"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#table-claims tbody tr")
+    assert len(rows) == 6
+    for row in rows:  # one or two lines of text, not a wall: the evidence is folded away
+        assert row.size["height"] < 90, row.text
+        details = row.find_element(By.TAG_NAME, "details")
+        assert details.get_attribute("open") is None
+    assert browser.find_elements(By.CSS_SELECTOR, "img[alt=claims]")
+    browser.save_screenshot(str(tmp_path / "standard.png"))  # kept with the test's tmp files
+    parts = browser.find_elements(By.CSS_SELECTOR, "h3")
+    assert any("part 1 of" in h.text for h in parts)  # e.g. accuracy per σ, one per setting

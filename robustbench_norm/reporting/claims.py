@@ -64,6 +64,9 @@ class Comparison:
     #: seed sd and observed effect, for "runs needed" (None when not a mean difference)
     sd: float | None = None
     delta: float | None = None
+    #: the 95 % interval of the mean difference, signed so that > 0 is the claimed direction
+    #: (None when not a mean difference or too few runs): what the forest plot draws
+    interval: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -85,10 +88,23 @@ class Claim:
     verdict: str
     comparisons: list[Comparison] = field(default_factory=list)
     margin: float | None = None
+    #: the label of the comparison whose adjusted p decides the verdict (None: no such one)
+    deciding: str | None = None
+
+    @property
+    def lead(self) -> str:
+        """The verdict in one line: the deciding comparison, its effect and interval and the
+        adjusted p (the evidence holds the rest)."""
+        c = next((c for c in self.comparisons if c.label == self.deciding), None)
+        if c is None:
+            return self.evidence.split(". ")[0]
+        p = "" if self.p_value is None else f", Holm p {self.p_value:.2g}"
+        return f"{c.label}: {c.effect}{p}"
 
     def to_dict(self) -> dict:
         return {
             "claim": self.claim,
+            "lead": self.lead,
             "evidence": self.evidence,
             "test": self.test,
             "p_value": statistics.finite_or_none(self.p_value),
@@ -125,11 +141,14 @@ def decide(
         return Claim(claim, text, test, None, INCONCLUSIVE, comparisons, margin)
     p_for = statistics.holm([c.p_for for c in comparisons])
     p_against = statistics.holm([c.p_against for c in comparisons])
+    labels = [c.label for c in comparisons]
     if min(p_against) < alpha:
-        return Claim(claim, evidence, test, min(p_against), NOT_SUPPORTED, comparisons, margin)
+        at = labels[int(np.argmin(p_against))]
+        return Claim(claim, evidence, test, min(p_against), NOT_SUPPORTED, comparisons, margin, at)
     deciding = max(p_for) if rule == "all" else min(p_for)
+    at = labels[p_for.index(deciding)]
     if deciding < alpha:
-        return Claim(claim, evidence, test, deciding, SUPPORTED, comparisons, margin)
+        return Claim(claim, evidence, test, deciding, SUPPORTED, comparisons, margin, at)
     equivalent = [c.p_equivalent for c in comparisons]
     if margin is not None and all(p is not None for p in equivalent):
         p_eq = max(statistics.holm(equivalent))
@@ -138,7 +157,7 @@ def decide(
             return Claim(claim, text, test, p_eq, NO_EFFECT, comparisons, margin)
     return Claim(
         claim, f"{evidence}. {_what_it_would_take(comparisons, alpha, rule=rule)}", test, deciding,
-        INCONCLUSIVE, comparisons, margin,
+        INCONCLUSIVE, comparisons, margin, at,
     )  # fmt: skip
 
 
@@ -186,8 +205,9 @@ def _mean_comparison(
     p_for, p_against = (d.p_greater, d.p_less) if sign > 0 else (d.p_less, d.p_greater)
     equivalent = statistics.equivalence(a, b, margin) if margin is not None else None
     pooled, _ = statistics.pooled_sd([a, b])
+    interval = (d.ci_low, d.ci_high) if sign > 0 else (-d.ci_high, -d.ci_low)
     return Comparison(
-        label, n, d.text(digits), p_for, p_against, equivalent, pooled, sign * d.delta
+        label, n, d.text(digits), p_for, p_against, equivalent, pooled, sign * d.delta, interval
     )
 
 

@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 
 from robustbench_norm.reporting.claims import Claim
-from robustbench_norm.reporting.leaderboard import Table
+from robustbench_norm.reporting.leaderboard import Table, display_parts
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
@@ -16,6 +16,7 @@ h1 { margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #
 table { border-collapse: collapse; margin: .6rem 0 1rem; }
 th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertical-align: top; }
 td.num { text-align: right; white-space: nowrap; }
+details summary { color: #555; cursor: pointer; font-size: 90%; }
 th { background: #f4f4f4; cursor: pointer; user-select: none; white-space: nowrap; }
 th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::after { content: " ▼"; }
 td.best { font-weight: 600; background: #eef7ee; }
@@ -57,6 +58,10 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 
 
 def _table(table: Table) -> str:
+    return "".join(_table_part(part) for part in display_parts(table))
+
+
+def _table_part(table: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["rank", "norm", *table.columns])
     body = []
     for norm in table.ranked():
@@ -86,23 +91,29 @@ def _table(table: Table) -> str:
 
 
 def _claims(claims: list[Claim]) -> str:
+    """One line per claim — the verdict and the comparison that decides it, with its adjusted
+    p — and every comparison and the test behind a details element."""
     rows = []
     for c in claims:
         verdict_class = "verdict-" + (
             "no-effect" if c.verdict.startswith("no effect") else c.verdict.replace(" ", "-")
         )
         p = "—" if c.p_value is None else f"{c.p_value:.3g}"
+        details = (
+            f"<details><summary>every comparison and the test</summary>"
+            f"<p>{html.escape(c.evidence)}</p><p class='note'>{html.escape(c.test)}</p></details>"
+        )
         rows.append(
-            f"<tr><td>{html.escape(c.claim)}</td><td>{html.escape(c.evidence)}</td>"
-            f"<td>{html.escape(c.test)}</td><td class='num' data-sort='{p}'>{p}</td>"
-            f'<td class="{verdict_class}">{html.escape(c.verdict)}</td></tr>'
+            f"<tr><td>{html.escape(c.claim)}</td>"
+            f'<td class="{verdict_class}">{html.escape(c.verdict)}</td>'
+            f"<td>{html.escape(c.lead)}{details}</td>"
+            f"<td class='num' data-sort='{p}'>{p}</td></tr>"
         )
     return (
-        '<table class="sortable" id="table-claims"><thead><tr><th>claim</th><th>our numbers</th>'
-        "<th>test</th><th>p</th><th>verdict</th></tr></thead><tbody>"
-        + "".join(rows)
+        '<table class="sortable" id="table-claims"><thead><tr><th>claim</th><th>verdict</th>'
+        "<th>deciding comparison</th><th>p</th></tr></thead><tbody>" + "".join(rows)
         + "</tbody></table>"
-    )
+    )  # fmt: skip
 
 
 def _image(path: Path) -> str:

@@ -182,6 +182,42 @@ class Table:
         }
 
 
+#: the most value columns a table shows side by side: wider ones run off a 1400-pixel page
+MAX_COLUMNS = 6
+
+
+def display_parts(table: Table) -> list[Table]:
+    """A wide table as narrower ones for reading: one per setting (the part of a column name
+    before its last " · "), and runs of at most :data:`MAX_COLUMNS` columns. Every part keeps
+    the whole table's rows, ranks and ★ (they were decided on the whole); results.json keeps
+    the whole table."""
+    if len(table.columns) <= MAX_COLUMNS:
+        return [table]
+    groups: dict[str, list[str]] = {}
+    for column in table.columns:
+        setting, sep, _ = column.rpartition(" · ")
+        groups.setdefault(setting if sep else "", []).append(column)
+    chunks = [
+        (setting, columns[i : i + MAX_COLUMNS])
+        for setting, columns in groups.items()
+        for i in range(0, len(columns), MAX_COLUMNS)
+    ]
+    parts = []
+    for k, (setting, columns) in enumerate(chunks, 1):
+        name = f"{setting}, " if setting else ""
+        short = {c: c.removeprefix(f"{setting} · ") for c in columns}  # the title names it
+        part = Table(
+            f"{table.id}-{k}", f"{table.title} ({name}part {k} of {len(chunks)})",
+            table.description, table.higher_is_better, list(short.values()),
+            {n: {short[c]: cells[c] for c in columns if c in cells}
+             for n, cells in table.rows.items() if any(c in cells for c in columns)},
+            table.ranks,
+        )  # fmt: skip
+        parts.append(part)
+    parts[0].id = table.id  # links to the table keep working
+    return parts
+
+
 def _num(x: float) -> float | None:
     """JSON has no NaN or infinity (a diverged run can produce both): they become null."""
     return round(float(x), 6) if math.isfinite(x) else None

@@ -152,6 +152,44 @@ def adaptation_sweep(sweep: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def claims_forest(claims: list, path: Path) -> Path | None:
+    """The claims as a forest plot: per claim, each mean comparison's effect with its 95 %
+    interval, in seed standard deviations (Δ ÷ pooled sd: comparisons of accuracy and of
+    landscape measures share one axis), signed so that right of zero is the claimed direction;
+    the verdict in the panel title. Spread and divergence tests have no such interval and are
+    left out (the claims table has them)."""
+    panels = []
+    for claim in claims:
+        rows = [
+            (c.label, c.delta / c.sd, c.interval[0] / c.sd, c.interval[1] / c.sd)
+            for c in claim.comparisons
+            if c.interval is not None and c.sd and np.isfinite(c.sd)
+        ]
+        if rows:
+            panels.append((claim, rows))
+    if not panels:
+        return None
+    heights = [0.6 + 0.28 * len(rows) for _, rows in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10.5, sum(heights) + 0.6), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})  # fmt: skip
+    fig.suptitle("claims: effect in the claimed direction, in seed standard deviations")
+    for ax, (claim, rows) in zip(axes[:, 0], panels, strict=True):
+        ys = np.arange(len(rows))[::-1]
+        for y, (_, mid, low, high) in zip(ys, rows, strict=True):
+            colour = "#1a7f37" if low > 0 else "#cf222e" if high < 0 else "#777777"
+            ax.plot([low, high], [y, y], color=colour, linewidth=2)
+            ax.plot([mid], [y], "o", color=colour)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(ys, [label for label, *_ in rows], fontsize=7)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_title(f"{claim.claim}: {claim.verdict}", fontsize=9, loc="left")
+        ax.grid(alpha=0.3, axis="x")
+    axes[-1, 0].set_xlabel(
+        "Δ ÷ pooled seed sd, 95 % Welch interval (unadjusted; verdicts use Holm); > 0: as claimed"
+    )
+    return _save(fig, path)
+
+
 def learning_curves(frame: pd.DataFrame, path: Path) -> Path:
     """Clean accuracy against training images per run (log scale), one panel per (model,
     batch size): a ``curves`` ladder. ``frame`` has model, norm, batch_size, images, value."""

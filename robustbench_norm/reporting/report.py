@@ -28,6 +28,7 @@ from robustbench_norm.reporting.claims import Claim, evaluate_claims
 from robustbench_norm.reporting.leaderboard import (
     MIN_RUNS_FOR_INTERVAL,
     Table,
+    display_parts,
 )
 from robustbench_norm.reporting.leaderboard_folder import check_replaceable, swap_in, write_manifest
 from robustbench_norm.reporting.tables import build_tables, chance_corruptions
@@ -149,6 +150,10 @@ def _refuse_mixed_budgets(run: dict, jobs: list[dict]) -> None:
 
 
 def _markdown_table(table: Table) -> str:
+    return "\n\n".join(_markdown_part(part) for part in display_parts(table))
+
+
+def _markdown_part(table: Table) -> str:
     head = ["rank", "norm", *table.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(table.columns)]
     for norm in table.ranked():
@@ -273,6 +278,7 @@ def _write_plots(report: Report, out: Path) -> list[Path]:
     chance = 1.0 / dataset_info(dataset).num_classes
     frame = report.board
     images = [
+        plots.claims_forest(report.claims, out / "claims.png"),
         plots.accuracy_vs_parameter(
             frame, "corruption", "accuracy", "severity", "accuracy vs corruption severity",
             out / "corruptions.png", chance=chance,
@@ -304,7 +310,7 @@ def _intro(report: Report) -> str:
         "test-sampling error of those images (binomial standard error √(p(1−p)/n): 0.003 at "
         "accuracy 0.9 on 10,000 images, 0.013 on 500). Rows share a rank (1=) "
         "unless a Holm-corrected one-sided Welch test over runs separates them in every "
-        "column; ★ marks a cell better than every other in its column by that test."
+        "column all rows share; ★ marks a cell better than every other in its column by that test."
     )
 
 
@@ -339,12 +345,15 @@ def _markdown(
         *([report.notes, ""] if report.notes else []),
         "## Claims of the GN+ paper",
         "",
-        "| claim | our numbers | test | p | verdict |",
-        "|---|---|---|---:|---|",
+        "| claim | verdict | deciding comparison | p |",
+        "|---|---|---|---:|",
     ]
     for c in report.claims:
         p = "—" if c.p_value is None else f"{c.p_value:.3g}"
-        md.append(f"| {c.claim} | {c.evidence} | {c.test} | {p} | **{c.verdict}** |")
+        md.append(f"| {c.claim} | **{c.verdict}** | {c.lead} | {p} |")
+    md += ["", "Every comparison of each claim, and its test:", "",
+           "| claim | our numbers | test |", "|---|---|---|"]  # fmt: skip
+    md += [f"| {c.claim} | {c.evidence} | {c.test} |" for c in report.claims]
     md += [
         "",
         "Each claim is a family of comparisons between groups of runs (Welch's t; an F-test "
