@@ -80,6 +80,9 @@ class Table:
     rows: dict[str, dict[str, Cell]] = field(default_factory=dict)
     #: norm → rank (1 + rows that beat it after Holm); filled by :meth:`settle`
     ranks: dict[str, int] = field(default_factory=dict)
+    #: column → what it holds, as fields (model, batch_size, regularizer, and the condition's
+    #: name and parameter where the column is one): column titles differ between suites
+    column_info: dict[str, dict] = field(default_factory=dict)
 
     def ranked(self) -> list[str]:
         """Rows by tested rank, then by mean within a rank."""
@@ -160,6 +163,7 @@ class Table:
             "description": self.description,
             "higher_is_better": self.higher_is_better,
             "columns": self.columns,
+            "column_info": [{"column": c, **self.column_info.get(c, {})} for c in self.columns],
             "rows": [
                 {
                     "norm": norm,
@@ -258,6 +262,8 @@ def pivot(
     frame = frame.assign(_col=[column_of(r) for _, r in frame.iterrows()]) if len(frame) else frame
     columns = list(dict.fromkeys(frame["_col"])) if len(frame) else []
     table = Table(id, title, description, higher_is_better, columns)
+    for column in columns:
+        table.column_info[column] = _column_fields(frame[frame["_col"] == column])
     norms = order or list(dict.fromkeys(frame["norm"])) if len(frame) else []
     for norm in norms:
         sub = frame[frame["norm"] == norm]
@@ -270,6 +276,20 @@ def pivot(
                 table.rows[norm][col] = Cell(values, bounds)
     table.settle()
     return table
+
+
+def _column_fields(rows: pd.DataFrame) -> dict:
+    """The fields every row of a column agrees on: its setting, and its condition's name and
+    parameter when it is one condition (a σ, an ε, a corruption)."""
+    out = {}
+    for key in (*SETTING, "name", "parameter"):
+        if key not in rows:
+            continue
+        values = rows[key].dropna().unique()
+        if len(values) == 1 and rows[key].notna().all():
+            value = values[0]
+            out[key] = value.item() if hasattr(value, "item") else value
+    return out
 
 
 def select(frame: pd.DataFrame, family: str, metric: str, name: str | None = None) -> pd.DataFrame:
