@@ -143,8 +143,20 @@ def test_a_changed_layer_blocks_unless_accepted(base, tmp_path, prints, capsys):
     assert check(base, cand) == 1
     out = capsys.readouterr().out
     assert "layer changed: gnplus" in out and "bn              unchanged" in out
+    assert "rerun with --accept-changes" in out  # the block names its way out
     assert check(base, cand, "--accept-changes") == 0
-    assert "accepted" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # the summary never says "unchanged" about a layer that changed
+    assert "PASS: complete, layers changed: gnplus (accepted)" in out
+
+
+def test_conditions_print_as_the_tables_do():
+    from robustbench_norm.reporting.check import _condition_label
+
+    assert _condition_label(("pgd_linf", 1 / 255)) == "pgd_linf ε=1/255"
+    assert _condition_label(("gaussian_noise", 0.1)) == "σ=0.1"
+    assert _condition_label(("fog", 3.0)) == "fog s3"
+    assert _condition_label(("clean", None)) == "—"
 
 
 def test_a_statistical_drop_is_worse_after_holm(tmp_path, prints, capsys):

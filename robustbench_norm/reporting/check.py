@@ -33,6 +33,7 @@ from scipy import stats as scipy_stats
 
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.norms.fingerprint import FingerprintDiff, compare_fingerprints
+from robustbench_norm.perturb.attacks import ATTACKS, format_epsilon
 from robustbench_norm.provenance import environment_differences
 from robustbench_norm.reporting import statistics
 from robustbench_norm.suites.store import DEFAULT_STORE, Store
@@ -182,7 +183,8 @@ class CheckReport:
         ]
         if not self.settings.accept_changes:
             out += [
-                f"layer changed: {d.label}: {d.describe()}"
+                f"layer changed: {d.label}: {d.describe()} (a deliberate change: rerun with "
+                "--accept-changes, and the statistics decide)"
                 for d in self.fingerprints
                 if d.status == "changed"
             ]
@@ -583,7 +585,12 @@ def _condition_order(cond: tuple) -> tuple:
 
 
 def _condition_label(cond: tuple) -> str:
+    """A condition as the tables print it: ``pgd_linf ε=1/255``, ``σ=0.1``, ``fog s3``."""
     name, parameter = cond
     if parameter is None:
         return "—" if name in ("clean", "gaussian_noise", "all", "noise_sequence") else name
-    return f"{name} @ {parameter:.4g}"
+    if name in ATTACKS:
+        return f"{name} ε={format_epsilon(parameter)}"
+    if name in ("gaussian_noise", "noise_sequence"):
+        return f"σ={parameter:g}"
+    return f"{name} s{parameter:g}"

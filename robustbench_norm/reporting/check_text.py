@@ -69,7 +69,11 @@ def format_report(report: CheckReport) -> str:
         )
         lines += [f"  - {c.describe()}; {_runs_text(c)}" for c in report.undecided]
     else:
-        layers = "layers unchanged" if report.fingerprints else "layers not fingerprinted"
+        changed = [d.label for d in report.fingerprints if d.status == "changed"]
+        layers = (
+            f"layers changed: {', '.join(changed)} (accepted)" if changed
+            else "layers unchanged" if report.fingerprints else "layers not fingerprinted"
+        )  # fmt: skip
         lines.append(
             f"PASS: complete, {layers}, {len(primary)} primary tests, none worse"
             + (f" ({len(weak)} underpowered)" if weak else "")
