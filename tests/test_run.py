@@ -228,15 +228,26 @@ def test_report_goes_to_results_and_only_publish_writes_leaderboards(tiny, tmp_p
     assert provenance["torch_threads"] == 1  # the fixture runs with threads=1
 
 
-def test_a_published_leaderboard_regenerates_byte_for_byte_from_its_own_store(tiny, tmp_path):
-    first, second = tmp_path / "first", tmp_path / "second"
+def test_a_published_leaderboard_regenerates_byte_for_byte_from_its_own_store(
+    tiny, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # the page's commands name the folder as given: "board"
     assert main(["report", "--store", str(tiny["root"] / "store.sqlite"), "--run", "1",
-                 "--out", str(first)]) == 0  # fmt: skip
-    assert main(["report", "--store", str(first / "store.sqlite"), "--out", str(second)]) == 0
-    names = sorted(p.name for p in first.iterdir())
-    assert names == sorted(p.name for p in second.iterdir()) and "store.sqlite" in names
-    for name in names:
-        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+                 "--out", "board"]) == 0  # fmt: skip
+    first = {p.name: p.read_bytes() for p in Path("board").iterdir()}
+    assert main(["report", "--store", "board/store.sqlite", "--out", "board"]) == 0
+    second = {p.name: p.read_bytes() for p in Path("board").iterdir()}
+    assert sorted(first) == sorted(second) and "store.sqlite" in first
+    for name in first:
+        assert first[name] == second[name], name
+    readme = first["README.md"].decode()
+    assert "`robustbench-norm run board/suite.toml`" in readme  # the files that exist
+    assert "--baseline board/store.sqlite:latest" in readme
+    assert "robustbench-norm fingerprint board/suite.toml --compare board/store.sqlite" in readme
+    page = first["index.html"].decode()
+    assert (
+        'id="fingerprints"' in page and "<code>robustbench-norm run board/suite.toml</code>" in page
+    )
 
 
 def test_report_writes_every_file_with_real_numbers(tiny, tmp_path):

@@ -132,6 +132,28 @@ def _links(links: list[tuple[str, str]]) -> str:
     return '<p class="links" id="links">' + " · ".join(items) + "</p>"
 
 
+def _code_spans(text: str) -> str:
+    """Markdown's `code` spans as <code>, everything else escaped."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _fingerprints(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    if not rows:
+        return []
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return [
+        "<h2>Layer fingerprints</h2>",
+        "<p class='note'>the exact identity of each layer measured here (outputs, gradients and "
+        "running statistics on fixed float64 inputs, and a 3-step float64 training canary); "
+        "<code>check</code> compares them before any statistics</p>",
+        '<table id="fingerprints"><thead><tr><th>label</th><th>layer</th><th>options</th>'
+        f"<th>canary losses</th></tr></thead><tbody>{body}</tbody></table>",
+    ]
+
+
 def _provenance(rows: list[tuple[str, str]]) -> str:
     body = "".join(
         f"<tr><th scope='row'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
@@ -147,8 +169,12 @@ def render(
     plots: list[Path],
     provenance: list[tuple[str, str]],
     links: list[tuple[str, str]] = (),
+    fingerprints: list[tuple[str, str, str, str]] = (),
+    reproduce: str = "",
 ) -> str:
-    """The page; ``links`` are (text, relative href) of the files beside it."""
+    """The page; ``links`` are (text, relative href) of the files beside it, ``fingerprints``
+    (label, layer, options, canary losses) rows, ``reproduce`` how to rerun the run (Markdown
+    code spans become code)."""
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
@@ -160,8 +186,10 @@ def render(
         *[_table(t) for t in tables],
         "<h2>Plots</h2>",
         *[_image(p) for p in plots],
+        *_fingerprints(list(fingerprints)),
         "<h2>Provenance</h2>",
         _provenance(provenance),
+        f'<p id="reproduce">{_code_spans(reproduce)}</p>' if reproduce else "",
         f"<script>{SCRIPT}</script></body></html>",
     ]
     return "\n".join(parts)

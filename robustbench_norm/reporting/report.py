@@ -233,9 +233,14 @@ def _cost_line(jobs: list[dict]) -> str:
     )
 
 
-def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
+def write_report(
+    store: Store, run_id: int, out_dir: str | Path, folder: str | Path | None = None
+) -> list[Path]:
     """The leaderboard folder of one run: README.md, results.csv/json, suite.toml, the layer
-    fingerprints, plots and index.html, each a function of the store alone."""
+    fingerprints, plots and index.html, each a function of the store alone. ``folder``: the
+    name its commands use for the folder (default ``out_dir``; publishing writes a staging
+    folder first)."""
+    folder = Path(folder or out_dir).as_posix()
     report = build_report(store, run_id)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -245,7 +250,7 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
         (out / "fingerprints.json").write_text(json.dumps(prints, indent=1) + "\n")
     title = f"robustbench-norm leaderboard: {report.suite}"
     intro = _intro(report)
-    (out / "README.md").write_text(_markdown(report, store, title, intro, images, prints))
+    (out / "README.md").write_text(_markdown(report, store, title, intro, images, prints, folder))
     report.frame.to_csv(out / "results.csv", index=False)
     document = _results_document(report)
     (out / "results.json").write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
@@ -265,6 +270,8 @@ def write_report(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
         images,
         provenance_rows(report.run),
         links=[(f.name, f.name) for f in files] + [("store.sqlite", "store.sqlite")],
+        fingerprints=fingerprint_rows(prints),
+        reproduce=reproduce_line(folder),
     )
     (out / "index.html").write_text(page)
     return [*files, out / "index.html", *images]
@@ -335,7 +342,13 @@ def _warnings(report: Report) -> list[str]:
 
 
 def _markdown(
-    report: Report, store: Store, title: str, intro: str, images: list[Path], prints: dict
+    report: Report,
+    store: Store,
+    title: str,
+    intro: str,
+    images: list[Path],
+    prints: dict,
+    folder: str,
 ) -> str:
     md = [
         f"# {title}",
@@ -382,16 +395,13 @@ def _markdown(
             "The exact identity of each layer measured here (`fingerprints.json`: outputs, "
             "gradients and running statistics on fixed float64 inputs, and a 3-step float64 "
             "training canary). `robustbench-norm check` compares them before any statistics; "
-            f"`robustbench-norm fingerprint suites/{report.suite}.toml --compare "
-            f"leaderboards/{report.suite}/store.sqlite:latest` does it in seconds.",
+            f"{fingerprint_line(folder)} does it in seconds.",
             "",
             "| label | layer | options | canary losses |",
             "|---|---|---|---|",
         ]
-        md += [
-            f"| {label} | {fp['norm']} | `{json.dumps(fp['options'])}` | {signature(fp)} |"
-            for label, fp in prints.items()
-        ]
+        md += [f"| {label} | {layer} | `{options}` | {canary} |"
+               for label, layer, options, canary in fingerprint_rows(prints)]  # fmt: skip
     md += [
         "",
         "## Provenance",
@@ -400,16 +410,38 @@ def _markdown(
         *_computing_runs(store, report.run, report.jobs),
         _cost_line(report.jobs),
         "",
-        f"Reproduce: `robustbench-norm run suites/{report.suite}.toml && robustbench-norm "
-        f"report --suite {report.suite}`; check a new run against this one with "
-        f"`robustbench-norm check --baseline leaderboards/{report.suite}/store.sqlite:latest "
-        "--candidate latest`. Training runs are random draws across machines and thread "
-        "counts, so a rerun matches these numbers within their seed spread, not bit for bit. "
+        reproduce_line(folder)
+        + " Training runs are random draws across machines and thread counts, so a "
+        "rerun matches these numbers within their seed spread, not bit for bit. "
         f"Machine-readable: `results.json` (schema `{JSON_SCHEMA}`), `results.csv`; "
         "interactive: `index.html`.",
         "",
     ]
     return "\n".join(md)
+
+
+def reproduce_line(folder: str) -> str:
+    """How to rerun the run and compare with it, naming this leaderboard's own files (its
+    ``suite.toml`` is the suite text the run read, whatever the original file was called)."""
+    return (
+        f"Reproduce: `robustbench-norm run {folder}/suite.toml`, then `robustbench-norm check "
+        f"--baseline {folder}/store.sqlite:latest --candidate latest` compares the new run with "
+        "this one."
+    )
+
+
+def fingerprint_line(folder: str) -> str:
+    return (
+        f"`robustbench-norm fingerprint {folder}/suite.toml --compare {folder}/store.sqlite:latest`"
+    )
+
+
+def fingerprint_rows(prints: dict[str, dict]) -> list[tuple[str, str, str, str]]:
+    """(label, layer, options as JSON, canary losses) per fingerprinted layer."""
+    return [
+        (label, fp["norm"], json.dumps(fp["options"]), signature(fp))
+        for label, fp in prints.items()
+    ]
 
 
 #: the job fields results.json carries (the rest — spec, logs — is in the exported store)
@@ -467,7 +499,10 @@ def publish(
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a leaderboard is not
     try:
-        written = (writer or write_report)(store, run_id, staging)
+        if writer is None:
+            written = write_report(store, run_id, staging, folder=out_dir)
+        else:
+            written = writer(store, run_id, staging)
         store.export_run(run_id, staging / "store.sqlite")
         write_manifest(staging)
         swap_in(staging, out)
