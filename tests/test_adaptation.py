@@ -365,3 +365,29 @@ def test_every_page_says_what_an_interval_covers():
             "An interval covers the spread between training runs on one fixed set of test " in text
         )
         assert "leaves out the test-sampling error" in text
+
+
+def test_a_below_chance_model_is_flagged_and_severity_ticks_are_the_severities(
+    tmp_path, monkeypatch
+):
+    from robustbench_norm.reporting import plots
+    from robustbench_norm.reporting.report import _warnings
+
+    run = _store_with_adapted_rows(tmp_path / "s.sqlite")
+    with Store.open(tmp_path / "s.sqlite") as store:  # GN's runs fall to 0.08: below chance
+        store.conn.execute(
+            "UPDATE results SET value = 0.08 WHERE family = 'clean' AND job_id IN "
+            "(SELECT id FROM jobs WHERE norm = 'gn')"
+        )
+        report = build_report(store, run)
+    assert any("gn (resnet20 · bs 64): clean accuracy 0.080 is at or below chance" in w
+               for w in _warnings(report))  # fmt: skip
+    assert not any(w.startswith("bn ") and "chance" in w for w in _warnings(report))
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    frame = pd.DataFrame(
+        [{"family": "corruption", "metric": "accuracy", "name": "fog", "parameter": float(s),
+          "norm": "bn", "value": 0.5 + 0.01 * k, "seed": k} for s in (1, 3) for k in range(2)]
+    )  # fmt: skip
+    plots.accuracy_vs_parameter(frame, "corruption", "accuracy", "severity", "t", tmp_path / "x")
+    assert list(figures[0].axes[0].get_xticks()) == [1.0, 3.0]

@@ -483,3 +483,18 @@ def test_a_supported_claim_says_why_its_table_shows_a_tie():
     other = claims.Claim("GN+ beats GN at every batch size", "e", "t", 0.3, INCONCLUSIVE, [])
     _explain_rank_ties([table], [other])
     assert other.evidence == "e"
+
+
+def test_a_stability_table_without_measures_says_why_and_ranks_nothing():
+    rng = np.random.default_rng(2)
+    runs = simulated_runs(rng, ("bn", "gn"), seeds=2, batch_sizes=(64,))
+    for r in runs:  # a suite without [stability]
+        r["values"] = {k: v for k, v in r["values"].items() if k[0] != "stability"}
+    jobs = [dict(model=r["model"], norm=r["norm"], batch_size=r["batch_size"], seed=r["seed"],
+                 regularizer="none", status="done", stability=[]) for r in runs]  # fmt: skip
+    (table,) = [t for t in build_tables(frame_of(runs), jobs, ["bn", "gn"], None)
+                if t.id == "stability"]  # fmt: skip
+    assert table.columns == ["accuracy seed sd", "diverged runs"]
+    assert "the suite has no [stability] section" in table.description
+    assert "a sd over 2 runs is itself uncertain" in table.description
+    assert not table.has_ranks and table.rank_label("bn") == "—"

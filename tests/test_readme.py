@@ -129,3 +129,16 @@ def test_the_first_screens_stability_ratios_are_the_tables():
             rows = tables[f"stability-resnet20-bs{bs}"]
             ratios.append(rows["gn"][measure]["mean"] / rows["bn"][measure]["mean"])
     assert quoted == [round(r, 1) for r in ratios]
+
+
+def test_the_own_layer_section_counts_what_it_shows():
+    text = README.read_text()
+    section = text[text.index("### Your own layer") : text.index("### Your own model")]
+    words = {2: "Two", 3: "Three", 4: "Four"}
+    files = section.count("<!-- readme-test: file ")
+    commands = sum(
+        len([line for line in block.splitlines() if line.strip() and not line.startswith("#")])
+        for kind, _, block in readme_blocks()
+        if kind == "commands" and block in section
+    )
+    assert f"{words[files]} files and {words[commands].lower()} commands" in section

@@ -85,18 +85,29 @@ class Table:
     column_info: dict[str, dict] = field(default_factory=dict)
 
     def ranked(self) -> list[str]:
-        """Rows by tested rank, then by mean within a rank."""
+        """Rows by tested rank, then by the mean of their tested cells within a rank (a count
+        or a spread shown beside them does not order rows); rows without data last."""
 
         def score(norm: str) -> tuple[int, float]:
-            values = [c.mean for c in self.rows[norm].values() if not math.isnan(c.mean)]
-            if not values:
+            cells = self.rows[norm].values()
+            if all(math.isnan(c.mean) for c in cells):
                 return (len(self.rows) + 1, math.inf)
-            m = float(np.mean(values))
+            values = [c.mean for c in cells if c.ranked and not math.isnan(c.mean)]
+            m = float(np.mean(values)) if values else 0.0
             return (self.ranks.get(norm, 1), -m if self.higher_is_better else m)
 
         return sorted(self.rows, key=score)
 
+    @property
+    def has_ranks(self) -> bool:
+        """Whether any cell is tested: a table of counts and spreads has no ranks to show."""
+        return any(
+            c.ranked and not math.isnan(c.mean) for r in self.rows.values() for c in r.values()
+        )
+
     def rank_label(self, norm: str) -> str:
+        if not self.has_ranks:
+            return "—"
         rank = self.ranks.get(norm, 1)
         tied = sum(r == rank for r in self.ranks.values()) > 1
         return f"{rank}=" if tied else str(rank)

@@ -87,14 +87,16 @@ def accuracy_vs_parameter(
             _curve(ax, group, "parameter", norm, bounds=(0.0, 1.0))
         if chance is not None:
             ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+        ticks = sorted(panel.parameter.unique())
         if epsilon_axis:
-            ticks = sorted(panel.parameter.unique())
             ax.set_xticks(ticks, [format_epsilon(t) for t in ticks], fontsize=8, rotation=45)
+        elif family == "corruption":  # severities are integers: no tick at 1.5
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set_title(name)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy (top-1)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, framealpha=0.6)
     return _save(fig, path)
 
 
@@ -226,8 +228,11 @@ def training_curves(jobs: list[dict], path: Path) -> Path | None:
         _curve(ax, group, "step", norm)
     ax.set_xlabel("step")
     ax.set_ylabel("batch loss")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 2.8, not 2.8×10⁰
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, framealpha=0.6)
     return _save(fig, path)
 
 

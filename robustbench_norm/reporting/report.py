@@ -332,12 +332,30 @@ def _warnings(report: Report) -> list[str]:
             "(imagecorruptions' severities are ImageNet-C's, harsh at 28–32 pixels; "
             '`table = "cifar-10-c"` in [evaluate.corruptions] uses CIFAR-10-C\'s)'
         )
+    out += _below_chance(report)
     out += [f"{j['norm']} seed {j['seed']}: {w}" for j in report.jobs for w in j["warnings"]]
     out += [
         f"{j['norm']} seed {j['seed']}: {(j['error'] or '').strip().splitlines()[-1:]}"
         for j in report.jobs
         if j["status"] == "failed"
     ]
+    return out
+
+
+def _below_chance(report: Report) -> list[str]:
+    """Rows whose mean clean accuracy is at or below chance: such a model has learned nothing,
+    and its robustness numbers mean nothing either."""
+    dataset = tomllib.loads(report.run["suite_toml"]).get("dataset", "fashion-mnist-mini")
+    chance = 1.0 / dataset_info(dataset).num_classes
+    clean = next((t for t in report.tables if t.id == "clean"), None)
+    out = []
+    for norm, cells in clean.rows.items() if clean else []:
+        for column, cell in cells.items():
+            if cell.mean <= chance:
+                out.append(
+                    f"{norm} ({column}): clean accuracy {cell.mean:.3f} is at or below chance "
+                    f"({chance:.2f}): this model has not learned; read its other numbers as such"
+                )
     return out
 
 

@@ -342,26 +342,33 @@ def _stability_tables(frame: pd.DataFrame, jobs: list[dict], layers: list[str]) 
 
 
 def _stability_table(frame: pd.DataFrame, jobs: list[dict], order: list[str]) -> Table:
-    columns = [
-        "accuracy seed sd",
-        "diverged runs",
-        "landscape range / step",
-        "β-smoothness",
-        "landscape range",
-        "gradient change",
-    ]
-    table = Table(
-        "stability",
-        "Training stability",
+    measured = not select(frame, "stability", "mean").empty
+    landscape = ["landscape range / step", "β-smoothness", "landscape range", "gradient change"]
+    columns = ["accuracy seed sd", "diverged runs", *(landscape if measured else [])]
+    runs = max((sum(j["norm"] == n for j in jobs) for n in order), default=0)
+    description = (
         "seed standard deviation of final clean accuracy over the setting's runs and diverged "
-        "runs (shown, not ranked: the claims test them), and "
-        "Santurkar et al.'s measures averaged over the measured steps — the landscape range "
-        "per unit step length (η_max·‖g‖) and β-smoothness are comparable across layers; the "
-        "raw range and gradient change grow with the gradient's size; per-third values are in "
-        "results.csv (metric phase_mean)",
-        False,
-        columns,
+        "runs (shown, not ranked: the claims test them)"
+        + (
+            f"; a sd over {runs} runs is itself uncertain (its own interval spans a factor of "
+            "several)"
+            if runs < 5
+            else ""
+        )
     )
+    if measured:
+        description += (
+            ", and Santurkar et al.'s measures averaged over the measured steps (ranked) — the "
+            "landscape range per unit step length (η_max·‖g‖) and β-smoothness are comparable "
+            "across layers; the raw range and gradient change grow with the gradient's size; "
+            "per-third values are in results.csv (metric phase_mean)"
+        )
+    else:
+        description += (
+            "; no loss-landscape measures: the suite has no [stability] section (add one to "
+            "measure Santurkar et al.'s range and β-smoothness during training)"
+        )
+    table = Table("stability", "Training stability", description, False, columns)
     clean = select(frame, "clean", "accuracy")
     for norm in order:
         cells: dict[str, Cell] = {}
