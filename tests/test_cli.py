@@ -174,3 +174,32 @@ def test_plan_estimates_the_time_from_recorded_jobs(tmp_path, capsys):
     assert unknown == 0 and seconds == pytest.approx(100.0 / steps * steps * len(suite.jobs))
     assert main(["plan", "suites/smoke.toml", "--store", str(tmp_path / "none.sqlite")]) == 0
     assert "no estimate" in capsys.readouterr().out
+
+
+def test_the_headline_sets_robust_accuracy_beside_clean_accuracy_on_the_same_images():
+    from robustbench_norm.reporting.headline import ATTACKED_CLEAN, headline
+    from robustbench_norm.reporting.report import build_report
+    from robustbench_norm.suites.store import Store
+
+    with Store.open("leaderboards/smoke/store.sqlite", read_only=True) as store:
+        report = build_report(store, store.resolve_run("latest"))
+    text = headline(report)
+    header = next(line for line in text.splitlines() if line.startswith("norm"))
+    assert ATTACKED_CLEAN in header
+    assert header.index(ATTACKED_CLEAN) < header.index("ε=")  # right before the attack
+    assert "the attack runs on a subset of the test images" in text
+    tables = {t.id: t for t in report.tables}
+    attacked = [t for i, t in tables.items() if i.startswith("attack-")]
+    zero = {c.text() for t in attacked for row in t.rows.values()
+            for col, c in row.items() if col.endswith("ε=0")}  # fmt: skip
+    bn = next(line for line in text.splitlines() if line.split()[:2][-1] != "·" and
+              line.startswith("bn "))  # fmt: skip
+    assert any(value in bn for value in zero)
+
+
+def test_the_threat_model_names_random_start_and_restarts():
+    from robustbench_norm.perturb.attacks import AttackSpec
+
+    assert AttackSpec("pgd_linf", steps=10).describe() == "pgd_linf (L∞), 10 steps, random start"
+    assert "no random start" in AttackSpec("pgd_l2", random_start=False).describe()
+    assert "1 restart" in AttackSpec("apgd_ce").describe()

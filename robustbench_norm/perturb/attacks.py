@@ -153,6 +153,8 @@ class AttackSpec:
         parts = [f"{self.name} ({norm})"]
         if self.name != "fgsm":
             parts.append(f"{self.steps or self.default_steps} steps")
+        if self.name in ("pgd_linf", "pgd_l2"):
+            parts.append("random start" if self.random_start else "no random start")
         if self.name in APGD:
             parts.append(f"{self.restarts} restart{'s' if self.restarts > 1 else ''}")
         return ", ".join(parts)
