@@ -166,3 +166,43 @@ def test_installed_packages_register_through_the_entry_point_group(tmp_path, mon
         assert registry.layer_identity("gnplus") == ""
     finally:
         registry._REGISTRY.pop("ep_rms", None)
+
+
+def _reimport(name):
+    for module in [m for m in sys.modules if m.startswith("robustbench_norm_plugin_")]:
+        del sys.modules[module]  # a new process would import the edited file
+    registry._REGISTRY.pop(name, None)
+    registry._source_hash.cache_clear()
+
+
+def test_a_comment_or_docstring_edit_keeps_the_layer_and_its_code_hash_is_on_the_page(
+    tmp_path, plugin, capsys
+):
+    name, path = plugin
+    suite = tmp_path / "mine.toml"
+    suite.write_text(SUITE.format(plugin="my_norms.py", name=name))
+    store = tmp_path / "store.sqlite"
+    argv = ["run", str(suite), "--store", str(store), "--workdir", str(tmp_path / "w"),
+            "--threads", "1", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    edited = (
+        PLUGIN.format(name=name, tail="  # a comment")
+        .replace("RMS norm over each sample's", "Root-mean-square norm over each sample's")
+        .replace("        super().__init__()", "\n        super().__init__()   ")
+    )
+    path.write_text(edited)  # a comment, a docstring and layout: the same code
+    _reimport(name)
+    assert main(argv) == 0
+    assert "2 reused, 0 executed" in capsys.readouterr().out
+    path.write_text(PLUGIN.format(name=name, tail=" * 0.5"))  # code: another layer
+    _reimport(name)
+    assert main(argv) == 0
+    assert "1 reused, 1 executed" in capsys.readouterr().out
+    with Store.open(store, read_only=True) as s:
+        runs = s.runs()
+        hashes = [s.run(r["id"])["provenance"]["plugin_layers"][name]["code_sha256"] for r in runs]
+    assert hashes[0] == hashes[1] != hashes[2] and len(hashes[2]) == 16
+    assert main(["report", "--store", str(store), "--out", str(tmp_path / "lb")]) == 0
+    page = (tmp_path / "lb" / "README.md").read_text()
+    assert f"plugin layer {name}: from " in page and f"code {hashes[2]}" in page

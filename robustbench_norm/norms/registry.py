@@ -14,6 +14,7 @@ key of every checkpoint and job that uses it: editing the layer invalidates its 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 from collections.abc import Callable
@@ -149,7 +150,30 @@ def _source_hash(factory) -> str:
         text = Path(path).read_bytes() if path else inspect.getsource(factory).encode()
     except (OSError, TypeError):
         text = repr(factory).encode()  # defined interactively: its name is all there is
-    return hashlib.sha256(text).hexdigest()[:16]
+    return hashlib.sha256(_code_only(text)).hexdigest()[:16]
+
+
+def _code_only(source: bytes) -> bytes:
+    """The source's syntax tree without comments, docstrings and layout: editing a comment or
+    reformatting a plugin must not retrain its layer (its fingerprint does not change either).
+    Source that does not parse is hashed as it is."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and _is_docstring(body[0]):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False).encode()
+
+
+def _is_docstring(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
 
 
 def describe() -> dict[str, str]:

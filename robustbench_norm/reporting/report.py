@@ -200,7 +200,12 @@ def provenance_rows(run: dict) -> list[tuple[str, str]]:
     )
     rows.append(("packages", ", ".join(f"{k} {v}" for k, v in p.get("packages", {}).items())))
     if p.get("plugins"):
-        rows.append(("plugin layers", ", ".join(p["plugins"])))
+        rows.append(("plugin modules", ", ".join(p["plugins"])))
+    for name, layer in (p.get("plugin_layers") or {}).items():
+        rows.append(
+            (f"plugin layer {name}", f"from {layer['origin']}, code {layer['code_sha256']} "
+             "(sha256 of its source without comments, docstrings and layout)")
+        )  # fmt: skip
     return rows
 
 

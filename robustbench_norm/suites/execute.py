@@ -34,6 +34,7 @@ from robustbench_norm.evaluation import (
 )
 from robustbench_norm.norms.adaptation import running_statistics_layers
 from robustbench_norm.norms.fingerprint import fingerprints
+from robustbench_norm.norms.registry import BUILTIN, layer_identity, layer_origin
 from robustbench_norm.perturb.attacks import AttackSpec
 from robustbench_norm.perturb.corruptions import CorruptionCache
 from robustbench_norm.plugins import load_plugins
@@ -266,6 +267,13 @@ def check_run_settings(
     return resolve_device(settings.device)  # no CUDA: one error now, not one per job
 
 
+def plugin_layers(suite: Suite) -> dict[str, dict[str, str | None]]:
+    """Each plugin layer the suite trains: where it comes from and the hash of its code (the
+    one its jobs' keys use), so two runs of an edited plugin are told apart on the page."""
+    names = sorted({j.train.norm for j in suite.jobs} - set(BUILTIN))
+    return {n: {"origin": layer_origin(n), "code_sha256": layer_identity(n)} for n in names}
+
+
 def _check_folder(flag: str, folder: Path) -> None:
     """A folder that exists or can be made: no regular file on its path, and its nearest
     existing ancestor writable."""
@@ -311,6 +319,7 @@ def run_suite(
         facts = {
             **provenance(threads=threads),
             "plugins": list(settings.plugins),
+            "plugin_layers": plugin_layers(suite),
             "code_files": code_files(*JOB_CODE),
         }
         run_id = store.start_run(suite.name, suite.hash, suite.text, facts)
