@@ -203,3 +203,28 @@ def test_the_threat_model_names_random_start_and_restarts():
     assert AttackSpec("pgd_linf", steps=10).describe() == "pgd_linf (L∞), 10 steps, random start"
     assert "no random start" in AttackSpec("pgd_l2", random_start=False).describe()
     assert "1 restart" in AttackSpec("apgd_ce").describe()
+
+
+def test_plan_with_a_store_prices_only_what_run_would_compute(tmp_path, capsys):
+    suite = tmp_path / "p.toml"
+    suite.write_text(
+        'name = "p"\nwidth = 4\nbatch_sizes = [64]\nseeds = [0]\ntest_limit = 20\n'
+        '[[norms]]\nname = "bn"\n[[norms]]\nname = "gn"\noptions = { groups = 2 }\n'
+        "[train]\nsteps = 3\n"
+    )
+    store = str(tmp_path / "s.sqlite")
+    argv = ["run", str(suite), "--store", store, "--workdir", str(tmp_path / "w"),
+            "--threads", "1", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    text = suite.read_text().replace('name = "gn"\noptions = { groups = 2 }', 'name = "gnplus"'
+                                     '\noptions = { groups = 2 }')  # fmt: skip
+    suite.write_text(text)  # an edit: gn → gnplus; bn's job is unchanged
+    capsys.readouterr()
+    assert main(["plan", str(suite), "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert "(in the store: cpu-1threads)" in out.splitlines()[2]  # bn, job 0
+    assert "in the store" not in out.splitlines()[3]  # gnplus, job 1
+    assert "store: 1 of the 2 jobs are finished" in out
+    assert "for the 1 jobs priced" in out
+    # images seen, not the dataset's size: 2 jobs × 3 steps × 64
+    assert "6 optimizer steps in all, 384 training images seen (5,000 in the training set)" in out

@@ -4,7 +4,9 @@ durations of jobs already in a store, an estimate of the time it will take."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 from robustbench_norm.data import dataset_info
@@ -16,8 +18,10 @@ from robustbench_norm.training import TrainSpec
 
 def describe_plan(suite: Suite, store_path: str | Path | None = None) -> str:
     """The job matrix and the work it implies, without running anything; with a store, also
-    the time it should take (see :func:`estimate_seconds`)."""
+    which jobs it already holds (``run`` reuses them) and the time the rest should take (see
+    :func:`estimate_seconds`)."""
     n_train = dataset_info(suite.dataset).train_size
+    done = _finished_jobs(suite, Path(store_path)) if store_path is not None else {}
     lines = [f"suite {suite.name!r} ({suite.path}): {len(suite.jobs)} jobs"]
     if suite.description:
         lines.append(f"  {suite.description}")
@@ -25,17 +29,21 @@ def describe_plan(suite: Suite, store_path: str | Path | None = None) -> str:
     lines.append(
         f"  {'#':>3}  {'model':<9}{'norm':<18}{'batch':>6}{'seed':>{seed_width}}  regularizer"
     )
-    steps_total = 0
+    steps_total = images_total = 0
     for i, job in enumerate(suite.jobs):
         t = job.train
+        where = f"  (in the store: {done[i]})" if i in done else ""
         lines.append(
             f"  {i:>3}  {t.model:<9}{job.label:<18}{t.batch_size:>6}{t.seed:>{seed_width}}  "
-            f"{job.regularizer}"
+            f"{job.regularizer}{where}"
         )
-        steps_total += t.total_steps(n_train)
+        steps = t.total_steps(n_train)
+        steps_total += steps
+        images_total += steps * t.batch_size
     lines.append("work:")
     lines.append(
-        f"  training: {steps_total:,} optimizer steps in all ({n_train:,} training images)"
+        f"  training: {steps_total:,} optimizer steps in all, {images_total:,} training images "
+        f"seen ({n_train:,} in the training set)"
     )
     for e in suite.evaluations:
         limits = [x for x in (e.limit, suite.test_limit) if x is not None]
@@ -43,8 +51,35 @@ def describe_plan(suite: Suite, store_path: str | Path | None = None) -> str:
         lines.append(f"  evaluate: {_describe_eval(e.spec)} on {n} test images per job")
     lines.append(f"  reference for CE/mCE: {suite.reference}")
     if store_path is not None:
-        lines.append(_estimate_line(suite, Path(store_path)))
+        if done:
+            lines.append(
+                f"store: {len(done)} of the {len(suite.jobs)} jobs are finished in {store_path} "
+                "(with the compute setting shown; `run` with that setting reuses them)"
+            )
+        lines.append(_estimate_line(suite, Path(store_path), skip=set(done)))
     return "\n".join(lines)
+
+
+def _finished_jobs(suite: Suite, store_path: Path) -> dict[int, str]:
+    """Job index → the compute setting under which the store holds it finished. A job's key
+    includes where it trains (device type and CPU threads, fixed when a run starts), so every
+    setting this machine could run with is tried."""
+    from robustbench_norm.errors import RobustBenchError
+    from robustbench_norm.suites.store import Store
+
+    if not store_path.exists():
+        return {}
+    tags = ["cuda", *(f"cpu-{n}threads" for n in range(1, (os.cpu_count() or 1) + 1))]
+    try:
+        with Store.open(store_path, read_only=True) as store:
+            return {
+                i: tag
+                for i, job in enumerate(suite.jobs)
+                for tag in tags
+                if store.finished_job(replace(job, compute=tag).key) is not None
+            }
+    except RobustBenchError:
+        return {}
 
 
 def _describe_eval(spec) -> str:
@@ -87,7 +122,7 @@ def _key(train: dict, with_norm: bool) -> tuple:
     return (*base, train["norm"]) if with_norm else base
 
 
-def _estimate_line(suite: Suite, store_path: Path) -> str:
+def _estimate_line(suite: Suite, store_path: Path, skip: set[int] = frozenset()) -> str:
     from robustbench_norm.errors import RobustBenchError
     from robustbench_norm.suites.store import Store
 
@@ -100,6 +135,11 @@ def _estimate_line(suite: Suite, store_path: Path) -> str:
         reason = f"{store_path} does not exist yet" if not store_path.exists() else str(e)
         return f"time: no estimate ({reason})"
     recorded = [(json.loads(r["spec"]), r["wall_seconds"]) for r in rows]
+    if skip:  # priced: only what `run` would compute
+        remaining = tuple(j for i, j in enumerate(suite.jobs) if i not in skip)
+        if not remaining:
+            return "time: none; every job is in the store already"
+        suite = replace(suite, jobs=remaining)
     seconds, unknown = estimate_seconds(suite, recorded)
     if unknown == len(suite.jobs):
         return (
