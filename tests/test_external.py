@@ -70,6 +70,8 @@ def test_a_torchvision_model_is_evaluated_on_a_suite_and_lands_on_its_leaderboar
     rows = {r["norm"]: r for r in clean["rows"]}
     assert set(rows) == {"bn", "gnplus", "resnet18-tv (external)"}
     assert len(clean["columns"]) == 1  # the same column as the trained models
+    stability = next(t for t in board["leaderboards"] if t["id"] == "stability")
+    assert {r["norm"] for r in stability["rows"]} == {"bn", "gnplus"}  # nothing trained it
     assert "resnet18-tv (external)" in (tmp_path / "lb" / "README.md").read_text()
 
     again = benchmark(model, suite_path, name="resnet18-tv", store=store, settings=settings)

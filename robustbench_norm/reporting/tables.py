@@ -322,7 +322,10 @@ def chance_corruptions(frame: pd.DataFrame, classes: int = 10, margin: float = 0
 def _stability_tables(frame: pd.DataFrame, jobs: list[dict], layers: list[str]) -> list[Table]:
     """One stability table per setting (model × batch size × regularizer): a row pools only
     the runs of one setting, as in every other table — pooled, BN's regularized runs would
-    inflate its seed spread, and the landscape measures of batch 8 and 64 differ in scale."""
+    inflate its seed spread, and the landscape measures of batch 8 and 64 differ in scale.
+    Models benchmarked from outside (suites/external.py) have no training to show."""
+    jobs = [j for j in jobs if "external" not in (j.get("spec") or {})]  # nothing trained it
+    layers = [n for n in layers if any(j["norm"] == n for j in jobs)]
     keys = ["model", "batch_size", "regularizer"]
     settings = list(dict.fromkeys(tuple(j[k] for k in keys) for j in jobs))
     if len(settings) == 1:
