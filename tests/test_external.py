@@ -10,6 +10,7 @@ import torch
 import torchvision
 
 from robustbench_norm import InputAdapter, benchmark
+from robustbench_norm.cli import main
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.reporting.report import publish
 from robustbench_norm.suites.execute import RunSettings, run_suite
@@ -61,21 +62,41 @@ def test_a_torchvision_model_is_evaluated_on_a_suite_and_lands_on_its_leaderboar
     with Store.open(store, read_only=True) as s:
         run = s.run(result.run_id)
         assert run["provenance"]["based_on_run"] == trained
-        assert run["provenance"]["external_model"]["name"] == "resnet18-tv"
-        norms = sorted(j["norm"] for j in s.jobs_of_run(result.run_id))
-        assert norms == ["bn", "gnplus", "resnet18-tv (external)"]  # beside the trained ones
+        identity = run["provenance"]["external_model"]
+        assert identity["name"] == "resnet18-tv" and identity["architecture"] == "ResNet"
+        assert identity["class"] == "torchvision.models.resnet.ResNet"  # the wrapped model's
+        assert identity["wrapper"] == "InputAdapter"
+        ext = next(j for j in s.jobs_of_run(result.run_id) if j["norm"].endswith("(external)"))
+        # its own architecture label; no batch size or seed it never had (0: none)
+        assert (ext["model"], ext["batch_size"], ext["seed"]) == ("ResNet", 0, 0)
         publish(s, result.run_id, tmp_path / "lb")
     board = json.loads((tmp_path / "lb" / "results.json").read_text())
     clean = next(t for t in board["leaderboards"] if t["id"] == "clean")
     rows = {r["norm"]: r for r in clean["rows"]}
     assert set(rows) == {"bn", "gnplus", "resnet18-tv (external)"}
-    assert len(clean["columns"]) == 1  # the same column as the trained models
+    assert clean["columns"] == ["resnet20 · bs 64", "ResNet · external"]  # its own column
     stability = next(t for t in board["leaderboards"] if t["id"] == "stability")
     assert {r["norm"] for r in stability["rows"]} == {"bn", "gnplus"}  # nothing trained it
-    assert "resnet18-tv (external)" in (tmp_path / "lb" / "README.md").read_text()
+    for page in ("README.md", "index.html"):  # the weights' identity, as fingerprints for layers
+        assert identity["weights_sha256"] in (tmp_path / "lb" / page).read_text(), page
 
     again = benchmark(model, suite_path, name="resnet18-tv", store=store, settings=settings)
     assert again.reused and again.rows == result.rows  # same weights: the stored result
+    assert again.run_id == result.run_id  # already on the board: no new run
+
+    # the model stays on the suite's board: a new run of the suite carries it
+    with Store.open(store) as s:
+        rerun = run_suite(load_suite(suite_path), s, settings)
+        assert rerun.reused == 2 and rerun.executed == 0
+        norms = {j["norm"] for j in s.jobs_of_run(rerun.run_id)}
+        assert "resnet18-tv (external)" in norms
+    assert main(["detach", "resnet18-tv", "--suite", "ext", "--store", str(store)]) == 0
+    with Store.open(store) as s:
+        latest = s.resolve_run("latest", "ext")
+        assert {j["norm"] for j in s.jobs_of_run(latest)} == {"bn", "gnplus"}
+        gone = run_suite(load_suite(suite_path), s, settings)  # and stays off
+        assert {j["norm"] for j in s.jobs_of_run(gone.run_id)} == {"bn", "gnplus"}
+    assert main(["detach", "resnet18-tv", "--suite", "ext", "--store", str(store)]) == 2
 
 
 def test_a_model_outside_the_input_contract_gets_the_fix(tmp_path):

@@ -369,6 +369,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_detach(args: argparse.Namespace) -> int:
+    from robustbench_norm.suites.external import detach
+
+    run_id = detach(args.name, args.suite, store=args.store)
+    print(f"run {run_id} of suite {args.suite!r}: the latest board without {args.name!r}")
+    return EXIT_OK
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from robustbench_norm.data import load_split
     from robustbench_norm.evaluation import (

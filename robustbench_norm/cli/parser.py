@@ -11,6 +11,7 @@ from robustbench_norm.cli.commands import (
     EXIT_CODES,
     _cmd_check,
     _cmd_curves,
+    _cmd_detach,
     _cmd_eval,
     _cmd_fingerprint,
     _cmd_list,
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(sub)
     _add_fingerprint(sub)
     _add_list(sub)
+    _add_detach(sub)
     _add_train(sub)
     _add_eval(sub)
     _show_defaults(parser)
@@ -324,6 +326,22 @@ def _add_list(sub) -> None:
     )
     p.add_argument("--store", default=str(DEFAULT_STORE_PATH))
     p.set_defaults(func=_cmd_list)
+
+
+def _add_detach(sub) -> None:
+    p = sub.add_parser(
+        "detach",
+        help="take a benchmarked external model off a suite's board",
+        description="Models benchmarked with benchmark() stay on their suite's board: every "
+        "new run of the suite keeps them. This records a new run without NAME (its stored "
+        "result stays; benchmarking the same weights again brings it back).\n\nexamples:\n"
+        "  robustbench-norm detach resnet18-tv --suite mine --store mine.sqlite",
+        formatter_class=RAW,
+    )
+    p.add_argument("name", help="the name it was benchmarked under (without ' (external)')")
+    p.add_argument("--suite", required=True, help="the suite's name (list runs shows it)")
+    p.add_argument("--store", default=str(DEFAULT_STORE_PATH))
+    p.set_defaults(func=_cmd_detach)
 
 
 def _add_train(sub) -> None:

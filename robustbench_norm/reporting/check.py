@@ -256,7 +256,9 @@ def compare_runs(
     report.environment = environment_differences(
         bstore.run(brun)["provenance"], cstore.run(crun)["provenance"]
     )
-    bjobs, cjobs = bstore.jobs_of_run(brun), cstore.jobs_of_run(crun)
+    # benchmarked external models are single models on the board, not the suite's draws
+    bjobs, cjobs = ([j for j in s.jobs_of_run(r) if "external" not in j["spec"]]
+                    for s, r in ((bstore, brun), (cstore, crun)))  # fmt: skip
     report.differences = setting_differences(bjobs, cjobs)
     bvalues, cvalues = _values_by_job(bstore, brun), _values_by_job(cstore, crun)
     settings, report.unwatched = _measured_defaults(settings, bvalues)

@@ -154,6 +154,20 @@ def _fingerprints(rows: list[tuple[str, str, str, str]]) -> list[str]:
     ]
 
 
+def _externals(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    if not rows:
+        return []
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return [
+        "<h2>External models</h2>",
+        "<p class='note'>benchmarked from outside: one model each, not a draw of training runs</p>",
+        '<table id="externals"><thead><tr><th>row</th><th>architecture</th><th>class</th>'
+        f"<th>weights sha256</th></tr></thead><tbody>{body}</tbody></table>",
+    ]
+
+
 def _provenance(rows: list[tuple[str, str]]) -> str:
     body = "".join(
         f"<tr><th scope='row'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
@@ -171,6 +185,7 @@ def render(
     links: list[tuple[str, str]] = (),
     fingerprints: list[tuple[str, str, str, str]] = (),
     reproduce: str = "",
+    externals: list[tuple[str, str, str, str]] = (),
 ) -> str:
     """The page; ``links`` are (text, relative href) of the files beside it, ``fingerprints``
     (label, layer, options, canary losses) rows, ``reproduce`` how to rerun the run (Markdown
@@ -187,6 +202,7 @@ def render(
         "<h2>Plots</h2>",
         *[_image(p) for p in plots],
         *_fingerprints(list(fingerprints)),
+        *_externals(list(externals)),
         "<h2>Provenance</h2>",
         _provenance(provenance),
         f'<p id="reproduce">{_code_spans(reproduce)}</p>' if reproduce else "",

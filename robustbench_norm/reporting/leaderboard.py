@@ -243,6 +243,9 @@ def setting_name(row: pd.Series | dict, vary: list[str]) -> str:
     parts = []
     for key in vary:
         value = row[key]
+        if key == "batch_size" and value == 0:  # an external model: nothing trained it here
+            parts.append("external")
+            continue
         parts.append(
             {"model": f"{value}", "batch_size": f"bs {value}", "regularizer": f"{value}"}[key]
         )

@@ -276,6 +276,7 @@ def write_report(
         provenance_rows(report.run),
         links=[(f.name, f.name) for f in files] + [("store.sqlite", "store.sqlite")],
         fingerprints=fingerprint_rows(prints),
+        externals=external_rows(report.jobs),
         reproduce=reproduce_line(folder),
     )
     (out / "index.html").write_text(page)
@@ -304,7 +305,9 @@ def _write_plots(report: Report, out: Path) -> list[Path]:
             "accuracy vs Gaussian noise σ", out / "noise.png", chance=chance, clean_at_zero=True,
         ),
         plots.adaptation_sweep(adaptation.sweep_frame(report.frame), out / "adaptation.png"),
-        plots.accuracy_vs_batch_size(frame[frame.statistics == RUNNING], out / "batch_size.png"),
+        plots.accuracy_vs_batch_size(  # trained rows: an external model has no batch size
+            frame[(frame.statistics == RUNNING) & (frame.batch_size > 0)], out / "batch_size.png"
+        ),
         plots.training_curves(report.jobs, out / "training.png"),
         plots.stability_curves(report.jobs, out / "stability.png"),
         plots.lambda_curves(report.jobs, out / "lambda.png"),
@@ -425,6 +428,19 @@ def _markdown(
         ]
         md += [f"| {label} | {layer} | `{options}` | {canary} |"
                for label, layer, options, canary in fingerprint_rows(prints)]  # fmt: skip
+    externals = external_rows(report.jobs)
+    if externals:
+        md += [
+            "",
+            "## External models",
+            "",
+            "Benchmarked from outside (`benchmark()`): one model each, not a draw of training "
+            "runs; nothing trained them here, so they have no batch size, seed or stability.",
+            "",
+            "| row | architecture | class | weights sha256 |",
+            "|---|---|---|---|",
+            *[f"| {row} | {arch} | `{cls}` | `{sha}` |" for row, arch, cls, sha in externals],
+        ]
     md += [
         "",
         "## Provenance",
@@ -457,6 +473,18 @@ def fingerprint_line(folder: str) -> str:
     return (
         f"`robustbench-norm fingerprint {folder}/suite.toml --compare {folder}/store.sqlite:latest`"
     )
+
+
+def external_rows(jobs: list[dict]) -> list[tuple[str, str, str, str]]:
+    """(row, architecture, class, weights sha256) per benchmarked external model: the exact
+    identity of what such a row measured, as fingerprints are for layers."""
+    out = []
+    for job in jobs:
+        ext = (job.get("spec") or {}).get("external")
+        if ext:
+            cls = ext.get("class", "?") + (f" in {ext['wrapper']}" if ext.get("wrapper") else "")
+            out.append((job["norm"], ext.get("architecture", "?"), cls, ext["weights_sha256"]))
+    return out
 
 
 def fingerprint_rows(prints: dict[str, dict]) -> list[tuple[str, str, str, str]]:

@@ -267,6 +267,19 @@ def check_run_settings(
     return resolve_device(settings.device)  # no CUDA: one error now, not one per job
 
 
+def _carry_external_models(store: Store, suite: Suite, run_id: int, say) -> None:
+    """Models benchmarked onto the suite's board stay on it: a new run links them (external.py
+    decides which still match the suite's evaluations)."""
+    from robustbench_norm.suites.external import carried_over  # it builds on this module
+
+    keep, stale = carried_over(store, suite)
+    for job in keep:
+        store.link(run_id, job["key"], job["id"])
+    for name in stale:
+        say(f"{name} is not carried into run {run_id}: the suite's evaluations changed since "
+            "it was benchmarked; benchmark it again")  # fmt: skip
+
+
 def plugin_layers(suite: Suite) -> dict[str, dict[str, str | None]]:
     """Each plugin layer the suite trains: where it comes from and the hash of its code (the
     one its jobs' keys use), so two runs of an edited plugin are told apart on the page."""
@@ -323,6 +336,7 @@ def run_suite(
             "code_files": code_files(*JOB_CODE),
         }
         run_id = store.start_run(suite.name, suite.hash, suite.text, facts)
+        _carry_external_models(store, suite, run_id, say)
     settings = replace(settings, threads=threads)
     with JobClaims(store) as claims:
         claims.hold_run(run_id)  # `list runs` tells this run from an interrupted one

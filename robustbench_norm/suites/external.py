@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from torch import nn
 
 from robustbench_norm.data import dataset_info, load_split
 from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.evaluation.adapters import InputAdapter
 from robustbench_norm.provenance import provenance
 from robustbench_norm.specs import RUNNING, code_version, spec_key
 from robustbench_norm.suites.execute import RunSettings, evaluate_all
@@ -59,12 +61,20 @@ def benchmark(
     suite: Suite | str | Path,
     *,
     name: str,
+    architecture: str | None = None,
     store: str | Path = DEFAULT_STORE,
     run: str | int = "latest",
     settings: RunSettings | None = None,
 ) -> BenchmarkResult:
     """Evaluate ``model`` on ``suite`` and record it beside the suite's run ``run`` (its latest
-    finished one by default; none needed: without one the new run holds only this model)."""
+    finished one by default; none needed: without one the new run holds only this model).
+
+    The row is ``NAME (external)``; its model label is ``architecture`` (default: the class of
+    the model an :class:`InputAdapter` wraps, else the model's), and it has no batch size or
+    seed (stored as 0: nothing trained it here). It stays on the suite's board: every later
+    ``run`` of the suite carries it into its new run (while the suite's evaluations stay the
+    same), until :func:`detach` takes it off. Benchmarking weights the board already shows
+    changes nothing."""
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     settings = settings or RunSettings(quiet=True)  # where data and the corruption cache live
     device = resolve_device(settings.device)
@@ -72,46 +82,47 @@ def benchmark(
     check_contract(model, suite.dataset, device)
     label = name + EXTERNAL
     plan = suite.test_statistics
+    inner = model.model if isinstance(model, InputAdapter) else model
     identity = {
         "name": name,
-        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "architecture": architecture or type(inner).__name__,
+        "class": f"{type(inner).__module__}.{type(inner).__qualname__}",
+        "wrapper": type(model).__name__ if inner is not model else None,
         "weights_sha256": _weights_hash(model),
     }
     spec = {
         "label": label,
         "external": identity,
-        "evaluations": [e.to_dict() for e in suite.evaluations],
-        "test_statistics": None if plan is None else dataclasses.asdict(plan),
-        "test_limit": suite.test_limit,
-        "dataset": suite.dataset,
+        **evaluation_spec(suite),
     }
     key = spec_key(spec, code_version(*EVAL_CODE))
     with Store.open(store) as s:
         base = _base_run(s, run, suite.name)
         base_jobs = s.jobs_of_run(base) if base is not None else []
+        shown = next((j for j in base_jobs if j["key"] == key and j["status"] == "done"), None)
+        if shown is not None:  # already on the board: no new run
+            return BenchmarkResult(
+                base, shown["id"], label, _tidy(s, base, shown["id"]), shown["warnings"], True
+            )
         labels = {
-            "model": base_jobs[0]["model"] if base_jobs else "external",
+            "model": identity["architecture"],
             "norm": label,
-            "batch_size": base_jobs[0]["batch_size"] if base_jobs else 0,
+            "batch_size": 0,  # none: an external model has no training batch or seed
             "seed": 0,
             "regularizer": "none",
         }
         facts = {**provenance(), "external_model": identity, "based_on_run": base}
         run_id = s.start_run(suite.name, suite.hash, suite.text, facts)
         for job in base_jobs:
-            s.link(run_id, job["key"], job["id"])
+            if job["norm"] != label:  # an earlier model under this name is replaced
+                s.link(run_id, job["key"], job["id"])
         if base is not None:
             s.save_fingerprints(run_id, s.fingerprints_of_run(base))
         job_id = s.finished_job(key)
         reused = job_id is not None
         if reused:
             s.link(run_id, key, job_id)
-            tidy = ("family", "name", "parameter", "metric", "value", "statistics")
-            rows = [
-                {k: r[k] for k in tidy}
-                for r in s.results_of_run(run_id, statistics=None)
-                if r["job_id"] == job_id
-            ]
+            rows = _tidy(s, run_id, job_id)
             warnings = next(j["warnings"] for j in s.jobs_of_run(run_id) if j["id"] == job_id)
         else:
             job_id = s.add_job(run_id, key, spec, labels, "running")
@@ -122,23 +133,73 @@ def benchmark(
             rows, flags, warnings = evaluate_all(
                 model, test, suite.evaluations, device, settings, plan
             )
-            s.record(
-                job_id,
-                JobOutcome(
-                    key,
-                    "done",
-                    None,
-                    None,
-                    time.perf_counter() - started,
-                    {},
-                    [],
-                    rows,
-                    flags,
-                    warnings,
-                ),
-            )
+            seconds = time.perf_counter() - started
+            outcome = JobOutcome(key, "done", None, None, seconds, {}, [], rows, flags, warnings)
+            s.record(job_id, outcome)
         s.finish_run(run_id)
     return BenchmarkResult(run_id, job_id, label, rows, warnings, reused)
+
+
+def evaluation_spec(suite: Suite) -> dict:
+    """What an external model's result depends on besides the model: the suite's evaluations,
+    test-time statistics, test images and dataset."""
+    plan = suite.test_statistics
+    return {
+        "evaluations": [e.to_dict() for e in suite.evaluations],
+        "test_statistics": None if plan is None else dataclasses.asdict(plan),
+        "test_limit": suite.test_limit,
+        "dataset": suite.dataset,
+    }
+
+
+def carried_over(store: Store, suite: Suite) -> tuple[list[dict], list[str]]:
+    """The external models on the suite's latest finished board that a new run of the suite
+    keeps (jobs to link), and the names of those it cannot keep because the suite's
+    evaluations changed since they were measured (they must be benchmarked again)."""
+    runs = [r for r in store.runs(suite.name) if r["status"] == "finished"]
+    if not runs:
+        return [], []
+    jobs = [j for j in store.jobs_of_run(runs[-1]["id"]) if "external" in j["spec"]]
+    current = json.loads(json.dumps(evaluation_spec(suite)))  # as stored: lists, not tuples
+    keep = [j for j in jobs if {k: j["spec"].get(k) for k in current} == current]
+    stale = [j["norm"] for j in jobs if j not in keep]
+    return keep, stale
+
+
+def detach(name: str, suite: str, *, store: str | Path = DEFAULT_STORE) -> int:
+    """Take the external model ``name`` off the board of ``suite`` (a suite name): a new run
+    holding the latest finished run's jobs but that model's. Its stored result stays (a later
+    :func:`benchmark` of the same weights reuses it). Returns the new run's id."""
+    label = name + EXTERNAL
+    with Store.open(store, create=False) as s:  # a missing store is a typo, not a new board
+        base = _base_run(s, "latest", suite)
+        if base is None:
+            raise RobustBenchError(f"store {store} has no run of suite {suite!r}")
+        jobs = s.jobs_of_run(base)
+        if not any(j["norm"] == label for j in jobs):
+            shown = sorted(j["norm"] for j in jobs if j["norm"].endswith(EXTERNAL))
+            raise RobustBenchError(
+                f"{name!r} is not on the latest board of suite {suite!r} (external models "
+                f"there: {', '.join(shown) or 'none'})"
+            )
+        old = s.run(base)
+        facts = {**provenance(), "detached_external_model": name, "based_on_run": base}
+        run_id = s.start_run(suite, old["suite_hash"], old["suite_toml"], facts)
+        for job in jobs:
+            if job["norm"] != label:
+                s.link(run_id, job["key"], job["id"])
+        s.save_fingerprints(run_id, s.fingerprints_of_run(base))
+        s.finish_run(run_id)
+    return run_id
+
+
+def _tidy(store: Store, run_id: int, job_id: int) -> list[dict]:
+    tidy = ("family", "name", "parameter", "metric", "value", "statistics")
+    return [
+        {k: r[k] for k in tidy}
+        for r in store.results_of_run(run_id, statistics=None)
+        if r["job_id"] == job_id
+    ]
 
 
 def check_contract(model: nn.Module, dataset: str, device: torch.device) -> None:
