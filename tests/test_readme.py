@@ -69,6 +69,16 @@ def test_the_own_layer_and_own_model_sections_run_as_printed(tmp_path, monkeypat
         assert "rmsnorm" in board and "bn" in board
         assert main(["report", "--store", "mine.sqlite", "--out", "with-model"]) == 0
         assert "resnet18-tv (external)" in (tmp_path / "with-model" / "README.md").read_text()
+        # the walk goes on as the README says: rerun the suite, report again, check it
+        run = "robustbench-norm run mine.toml --store mine.sqlite --workdir mine-work --quiet"
+        assert main(shlex.split(run)[1:]) == 0
+        assert main(["report", "--store", "mine.sqlite", "--out", "again"]) == 0
+        page = (tmp_path / "again" / "README.md").read_text()
+        assert "| resnet18-tv (external) | ResNet |" in page  # still on the board, own label
+        assert "plugin layer rmsnorm: from " in page and ", code " in page  # the code hash
+        check = "check --baseline mine.sqlite:previous --candidate mine.sqlite:latest"
+        assert main(check.split()) in (0, 4)  # no flag beyond the README's: pass or undecided
+        assert main(["detach", "resnet18-tv", "--suite", "mine", "--store", "mine.sqlite"]) == 0
     finally:
         registry._REGISTRY.pop("rmsnorm", None)
         for module in [m for m in sys.modules if m.startswith("robustbench_norm_plugin_")]:
