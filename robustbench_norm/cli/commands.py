@@ -175,11 +175,18 @@ def _cmd_curves(args: argparse.Namespace) -> int:
     suite = curve_suite(load_suite(args.suite), ladder)
     failed = [] if args.no_run else _execute(args, suite).failed
     with Store.open(args.store, read_only=True) as store:
-        runs = [r for r in store.runs(suite.name) if store.run(r["id"])["suite_hash"] == suite.hash]
+        every = store.runs(suite.name)
+        runs = [r for r in every if store.run(r["id"])["suite_hash"] == suite.hash]
         if not runs:
+            other = (
+                f"; it holds {suite.name} run(s) {', '.join(str(r['id']) for r in every)} with "
+                "other training settings or budgets: pass the suite file (or the worktree's) "
+                "that ladder started with"
+                if every else ""
+            )  # fmt: skip
             raise RobustBenchError(
-                f"{args.store} has no run of this ladder ({suite.name}); run the same command "
-                "without --no-run to start it"
+                f"{args.store} has no run of this ladder ({suite.name}){other}; or run the same "
+                "command without --no-run to start it"
             )
         run_id = runs[-1]["id"]
         root = Path("leaderboards") if args.publish else Path("results") / "curves"

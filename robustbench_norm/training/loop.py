@@ -103,7 +103,7 @@ def train(
             state["epoch"] = epoch + 1
             state["wall"] += time.perf_counter() - started
             started = time.perf_counter()
-            run.save_resume_point(last)
+            save_resume_point(last, spec, run.model, run.opt, state, dev)
     finally:
         progress.close()
         for h in handles:
@@ -226,9 +226,6 @@ class _Run:
         self.opt.step()
         state["step"] = step + 1
         return float(loss.detach())
-
-    def save_resume_point(self, last: Path) -> None:
-        save_resume_point(last, self.spec, self.model, self.opt, self.state, self.dev)
 
 
 def _provenance(spec: TrainSpec, dev: torch.device) -> dict[str, Any]:
