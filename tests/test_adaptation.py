@@ -4,6 +4,7 @@ moments, running averages untouched, and the prior's two limits."""
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -391,3 +392,50 @@ def test_a_below_chance_model_is_flagged_and_severity_ticks_are_the_severities(
     )  # fmt: skip
     plots.accuracy_vs_parameter(frame, "corruption", "accuracy", "severity", "t", tmp_path / "x")
     assert list(figures[0].axes[0].get_xticks()) == [1.0, 3.0]
+
+
+def test_the_leaderboard_sets_verdicts_beside_an_earlier_budgets(tmp_path):
+    """[earlier] names an earlier publication: each claim's verdict there and here, and which
+    changed. Here BN's running-statistics noise drop shrinks from 0.5 to 0.1, so "GN is more
+    sensitive to noise" turns from not supported to supported."""
+    import shutil
+    import sqlite3
+
+    early = tmp_path / "early.sqlite"
+    _store_with_adapted_rows(early)
+    now = tmp_path / "now.sqlite"
+    shutil.copy(early, now)
+    conn = sqlite3.connect(now)
+    conn.execute(  # BN (running statistics) now keeps 90 % of its accuracy under noise
+        "UPDATE results SET value = 0.81 WHERE statistics = 'running' AND family IN "
+        "('noise', 'corruption') AND job_id IN (SELECT id FROM jobs WHERE norm = 'bn')"
+    )
+    toml = SUITE_TOML + f'[earlier]\nstore = "{early}:latest"\nlabel = "the early budget"\n'
+    conn.execute("UPDATE runs SET suite_toml = ?", (toml,))
+    conn.commit()
+    conn.close()
+    with Store.open(now, read_only=True) as store:
+        report = build_report(store, 1)
+        write_report(store, 1, tmp_path / "board")
+    rows = {r.claim: r for r in report.budget.rows}
+    noise = rows["GN is more sensitive to noise and corruptions than BN"]
+    assert (noise.earlier.verdict, noise.now.verdict, noise.changed) == (
+        "not supported",
+        "supported",
+        True,
+    )
+    assert rows["GN+ beats GN at every batch size"].changed is False
+    assert report.budget.sentence() == (
+        "1 of 7 verdicts changed from the early budget: GN is more sensitive to noise and "
+        "corruptions than BN"
+    )
+    readme = (tmp_path / "board" / "README.md").read_text()
+    assert "### Verdicts against budget" in readme and "| **changed** |" in readme
+    assert 'id="table-budget"' in (tmp_path / "board" / "index.html").read_text()
+    board = json.loads((tmp_path / "board" / "results.json").read_text())
+    assert board["budget_comparison"]["rows"][0]["claim"] == "GN+ beats GN at every batch size"
+    bad = SUITES / "smoke.toml"
+    text = bad.read_text() + '\n[earlier]\nstore = "x.sqlite:latest"\nlable = "typo"\n'
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(RobustBenchError, match=r"earlier\.lable: unknown key"):
+        load_suite(tmp_path / "bad.toml")

@@ -154,6 +154,24 @@ def _fingerprints(rows: list[tuple[str, str, str, str]]) -> list[str]:
     ]
 
 
+def _budget(budget) -> str:
+    """The suite's [earlier] comparison (reporting/earlier.py): verdicts against budget."""
+    if budget is None:
+        return ""
+    rows = []
+    for row in budget.rows:
+        before = "—" if row.earlier is None else f"{row.earlier.verdict}: {row.earlier.lead}"
+        changed = {None: "—", True: "changed", False: "same"}[row.changed]
+        cells = (row.claim, before, f"{row.now.verdict}: {row.now.lead}", changed)
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return (
+        f"<h3>Verdicts against budget</h3><p>{html.escape(budget.sentence())}</p>"
+        f'<table id="table-budget"><thead><tr><th>claim</th><th>{html.escape(budget.label)}'
+        "</th><th>this run</th><th>changed</th></tr></thead><tbody>" + "".join(rows)
+        + "</tbody></table>"
+    )  # fmt: skip
+
+
 def _externals(rows: list[tuple[str, str, str, str]]) -> list[str]:
     if not rows:
         return []
@@ -186,6 +204,7 @@ def render(
     fingerprints: list[tuple[str, str, str, str]] = (),
     reproduce: str = "",
     externals: list[tuple[str, str, str, str]] = (),
+    budget=None,
 ) -> str:
     """The page; ``links`` are (text, relative href) of the files beside it, ``fingerprints``
     (label, layer, options, canary losses) rows, ``reproduce`` how to rerun the run (Markdown
@@ -197,6 +216,7 @@ def render(
         _links(list(links)),
         "<h2>Claims of the GN+ paper</h2>",
         _claims(claims),
+        _budget(budget),
         "<h2>Leaderboards</h2>",
         *[_table(t) for t in tables],
         "<h2>Plots</h2>",

@@ -25,6 +25,7 @@ from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.norms.fingerprint import signature
 from robustbench_norm.reporting import adaptation, html_page, plots
 from robustbench_norm.reporting.claims import Claim, evaluate_claims
+from robustbench_norm.reporting.earlier import BudgetComparison, compare_with_earlier
 from robustbench_norm.reporting.leaderboard import (
     MIN_RUNS_FOR_INTERVAL,
     Table,
@@ -52,6 +53,8 @@ class Report:
     notes: str = ""
     #: the rows the tables, claims and plots use: ``frame`` less the adaptation sweep's
     board: pd.DataFrame | None = None
+    #: the claims beside an earlier publication's (the suite's ``[earlier]``), if it names one
+    budget: BudgetComparison | None = None
 
 
 def load_frame(store: Store, run_id: int) -> tuple[pd.DataFrame, list[dict]]:
@@ -78,7 +81,9 @@ def _why_empty(jobs: list[dict]) -> str:
     )
 
 
-def build_report(store: Store, run_id: int, alpha: float = 0.05) -> Report:
+def build_report(store: Store, run_id: int, alpha: float = 0.05, earlier: bool = True) -> Report:
+    """Every table and claim of a run; with ``earlier``, also the suite's ``[earlier]``
+    publication's verdicts beside this run's (earlier.py)."""
     run = store.run(run_id)
     frame, jobs = load_frame(store, run_id)
     _refuse_mixed_budgets(run, jobs)
@@ -96,9 +101,10 @@ def build_report(store: Store, run_id: int, alpha: float = 0.05) -> Report:
     adapted = None if plan is None else plan.settings()[0][0].label
     claims = evaluate_claims(board, jobs, alpha, adapted)
     _explain_rank_ties(tables, claims)
+    budget = compare_with_earlier(toml, claims) if earlier else None
     return Report(
         run["suite"], toml.get("description", ""), run, frame, jobs, tables, claims, reference,
-        toml.get("notes", "").strip(), board,
+        toml.get("notes", "").strip(), board, budget,
     )  # fmt: skip
 
 
@@ -277,6 +283,7 @@ def write_report(
         links=[(f.name, f.name) for f in files] + [("store.sqlite", "store.sqlite")],
         fingerprints=fingerprint_rows(prints),
         externals=external_rows(report.jobs),
+        budget=report.budget,
         reproduce=reproduce_line(folder),
     )
     (out / "index.html").write_text(page)
@@ -350,6 +357,24 @@ def _warnings(report: Report) -> list[str]:
     return out
 
 
+def _budget_markdown(budget: BudgetComparison) -> list[str]:
+    lines = [
+        "### Verdicts against budget",
+        "",
+        f"Each claim at {budget.label} (`{budget.source}`) and in this run. " + budget.sentence(),
+        "",
+        f"| claim | {budget.label} | this run | changed |",
+        "|---|---|---|---|",
+    ]
+    for row in budget.rows:
+        before = "—" if row.earlier is None else f"**{row.earlier.verdict}**: {row.earlier.lead}"
+        changed = {None: "—", True: "**changed**", False: "same"}[row.changed]
+        lines.append(
+            f"| {row.claim} | {before} | **{row.now.verdict}**: {row.now.lead} | {changed} |"
+        )
+    return lines
+
+
 def _below_chance(report: Report) -> list[str]:
     """Rows whose mean clean accuracy is at or below chance: such a model has learned nothing,
     and its robustness numbers mean nothing either."""
@@ -390,6 +415,8 @@ def _markdown(
     for c in report.claims:
         p = "—" if c.p_value is None else f"{c.p_value:.3g}"
         md.append(f"| {c.claim} | **{c.verdict}** | {c.lead} | {p} |")
+    if report.budget is not None:
+        md += ["", *_budget_markdown(report.budget)]
     md += ["", "Every comparison of each claim, and its test:", "",
            "| claim | our numbers | test |", "|---|---|---|"]  # fmt: skip
     md += [f"| {c.claim} | {c.evidence} | {c.test} |" for c in report.claims]
@@ -516,6 +543,7 @@ def _results_document(report: Report) -> dict:
         "jobs": [{k: j[k] for k in JOB_FIELDS} for j in report.jobs],
         "leaderboards": [t.to_dict() for t in report.tables],
         "claims": [c.to_dict() for c in report.claims],
+        "budget_comparison": None if report.budget is None else report.budget.to_dict(),
         "results": json.loads(report.frame.to_json(orient="records")),
     }
 

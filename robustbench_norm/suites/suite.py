@@ -273,7 +273,7 @@ TOP_KEYS = {
     "name": str, "description": str, "notes": str, "dataset": str, "models": list, "width": int,
     "batch_sizes": list, "seeds": list, "test_limit": int, "reference": str, "norms": list,
     "train": dict, "regularization": dict, "stability": dict, "evaluate": dict, "check": dict,
-    "plugins": list,
+    "plugins": list, "earlier": dict,
 }  # fmt: skip
 
 
@@ -331,6 +331,7 @@ def load_suite(path: str | Path) -> Suite:
     if reference is not None and reference not in labels:
         raise r.fail("reference", f"{reference!r} is not a norm label of this suite: {labels}")
     check = _check(r, raw)
+    _earlier(r, raw)
 
     # every (model, norm) must build: catches groups that do not divide a stage's channels
     for model in models:
@@ -564,6 +565,18 @@ def _test_statistics(r: _Reader, raw: dict) -> BatchStatisticsPlan | None:
         if key in t:
             kw[key] = tuple(r.items(t, key, kind, path))
     return r.guard(path, BatchStatisticsPlan, **kw)
+
+
+def _earlier(r: _Reader, raw: dict) -> None:
+    """``[earlier]``: an earlier publication of the same question (``store = "PATH:RUN"``,
+    ``label``) whose claims the leaderboard sets beside this run's (reporting/earlier.py).
+    Only read by the report; checked here so that a typo fails before the run, not after."""
+    t = r.value(raw, "earlier", dict, "")
+    if t is None:
+        return
+    r.keys(t, {"store": str, "label": str}, "earlier")
+    r.value(t, "store", str, "earlier", required=True)
+    r.value(t, "label", str, "earlier", required=True)
 
 
 def _check(r: _Reader, raw: dict) -> CheckSettings:

@@ -1,0 +1,80 @@
+"""Verdicts against budget: this run's claims beside an earlier publication's.
+
+A suite may name an earlier publication of the same question (``[earlier]`` in its TOML: a
+store and run, and a label such as "16k images (0.27 epoch)"). The leaderboard then shows, per
+claim, the earlier verdict and deciding comparison next to this run's, and says which verdicts
+changed: whether a verdict is about how fast a layer starts to learn or about the trained
+network. The earlier run is read as published (its own claims, re-derived from its store by
+this code, so both sides follow the same rules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from robustbench_norm.reporting.claims import Claim
+
+
+@dataclass
+class BudgetRow:
+    claim: str
+    earlier: Claim | None
+    now: Claim
+
+    @property
+    def changed(self) -> bool | None:
+        return None if self.earlier is None else self.earlier.verdict != self.now.verdict
+
+    def to_dict(self) -> dict:
+        return {
+            "claim": self.claim,
+            "earlier_verdict": None if self.earlier is None else self.earlier.verdict,
+            "earlier_lead": None if self.earlier is None else self.earlier.lead,
+            "verdict": self.now.verdict,
+            "lead": self.now.lead,
+            "changed": self.changed,
+        }
+
+
+@dataclass
+class BudgetComparison:
+    label: str
+    source: str
+    rows: list[BudgetRow]
+
+    def sentence(self) -> str:
+        changed = [r.claim for r in self.rows if r.changed]
+        if not changed:
+            return f"Every verdict is the same as at {self.label}."
+        return f"{len(changed)} of {len(self.rows)} verdicts changed from {self.label}: " + (
+            "; ".join(changed)
+        )
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "source": self.source, "sentence": self.sentence(),
+                "rows": [r.to_dict() for r in self.rows]}  # fmt: skip
+
+
+def compare_with_earlier(suite: dict, claims: list[Claim]) -> BudgetComparison | None:
+    """The comparison the suite's ``[earlier]`` asks for (None without one). The earlier store
+    is found relative to the current folder, as the suite names it."""
+    from robustbench_norm.errors import RobustBenchError
+    from robustbench_norm.reporting.check import parse_run_ref
+    from robustbench_norm.reporting.report import build_report
+    from robustbench_norm.suites.store import Store
+
+    table = suite.get("earlier")
+    if not table:
+        return None
+    path, ref = parse_run_ref(table["store"])
+    if not Path(path).exists():
+        raise RobustBenchError(
+            f"[earlier] store {path} does not exist (run from the repository root, or fix "
+            "the path in the suite)"
+        )
+    with Store.open(path, read_only=True) as store:
+        before = build_report(store, store.resolve_run(ref), earlier=False).claims
+    by_claim = {c.claim: c for c in before}
+    rows = [BudgetRow(c.claim, by_claim.get(c.claim), c) for c in claims]
+    return BudgetComparison(table["label"], table["store"], rows)
