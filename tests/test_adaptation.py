@@ -239,6 +239,11 @@ def test_suites_evaluate_unregularized_models_under_the_planned_statistics(tmp_p
     for job in suite.jobs:
         assert job.test_statistics == (plan if job.regularizer == "none" else None)
     assert load_suite(SUITES / "smoke.toml").jobs[0].test_statistics.batch == 250
+    from robustbench_norm.suites.plan import describe_plan
+
+    text = describe_plan(suite)  # plan says what the adapted evaluations add
+    assert "test-batch 500, prior 16 · batch 500 on every family but attacks" in text
+    assert "test-batch 1, prior 16 · batch 1" in text
     bad = (SUITES / "smoke.toml").read_text().replace("sweep = [1, 8, 64]", "sweep = [1, 0]")
     (tmp_path / "bad.toml").write_text(bad)
     with pytest.raises(RobustBenchError, match=r"evaluate\.test_statistics: .*batch=0"):

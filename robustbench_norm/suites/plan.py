@@ -49,6 +49,14 @@ def describe_plan(suite: Suite, store_path: str | Path | None = None) -> str:
         limits = [x for x in (e.limit, suite.test_limit) if x is not None]
         n = min(limits) if limits else "all"
         lines.append(f"  evaluate: {_describe_eval(e.spec)} on {n} test images per job")
+    plan = suite.test_statistics
+    if plan is not None:
+        settings = ", ".join(s.label for s, full in plan.settings() if full)
+        sweep = ", ".join(s.label for s, full in plan.settings() if not full)
+        lines.append(
+            f"  evaluate again, models with running statistics (unregularized jobs): {settings} "
+            "on every family but attacks" + (f"; {sweep} on clean and noise" if sweep else "")
+        )
     lines.append(f"  reference for CE/mCE: {suite.reference}")
     if store_path is not None:
         if done:
