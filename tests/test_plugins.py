@@ -62,6 +62,13 @@ def plugin(tmp_path, request):
     registry._source_hash.cache_clear()
 
 
+def _reimport(name):
+    for module in [m for m in sys.modules if m.startswith("robustbench_norm_plugin_")]:
+        del sys.modules[module]  # a new process would import the edited file
+    registry._REGISTRY.pop(name, None)
+    registry._source_hash.cache_clear()
+
+
 def test_without_the_plugin_the_name_is_unknown_and_the_message_says_how(tmp_path, capsys):
     suite = tmp_path / "s.toml"
     text = SUITE.format(plugin="x", name="unheard_of").replace('plugins = ["x"]\n', "")
@@ -85,10 +92,7 @@ def test_a_plugin_layer_runs_from_the_cli_and_an_edit_reruns_its_jobs(tmp_path, 
     assert "2 reused, 0 executed" in capsys.readouterr().out
 
     path.write_text(PLUGIN.format(name=name, tail=" * 0.5"))  # another layer, same name
-    for module in [m for m in sys.modules if m.startswith("robustbench_norm_plugin_")]:
-        del sys.modules[module]  # a new process would import the edited file
-    registry._REGISTRY.pop(name)
-    registry._source_hash.cache_clear()
+    _reimport(name)
     assert main(argv) == 0
     assert "1 reused, 1 executed" in capsys.readouterr().out  # bn reused, the edited layer not
 
@@ -166,13 +170,6 @@ def test_installed_packages_register_through_the_entry_point_group(tmp_path, mon
         assert registry.layer_identity("gnplus") == ""
     finally:
         registry._REGISTRY.pop("ep_rms", None)
-
-
-def _reimport(name):
-    for module in [m for m in sys.modules if m.startswith("robustbench_norm_plugin_")]:
-        del sys.modules[module]  # a new process would import the edited file
-    registry._REGISTRY.pop(name, None)
-    registry._source_hash.cache_clear()
 
 
 def test_a_comment_or_docstring_edit_keeps_the_layer_and_its_code_hash_is_on_the_page(

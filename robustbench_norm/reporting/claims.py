@@ -286,20 +286,19 @@ def gnplus_beats_gn(frame, alpha, gnplus="gnplus", gn="gn", margin=0.01) -> Clai
         _mean_comparison(label, _group(sub, gnplus), _group(sub, gn), +1, margin)
         for label, sub in _settings(acc)
     ]
-    return decide(claim, comparisons, _scoped(test, comparisons), alpha, "all", margin)
+    return decide(claim, comparisons, _scoped(test, len(comparisons)), alpha, "all", margin)
 
 
-def _scoped(test: str, comparisons: list[Comparison]) -> str:
-    """The test's text with the family it names as the comparisons make it: "Holm over batch
-    sizes" is wrong where the suite has one batch size (the test is then uncorrected)."""
-    if len(comparisons) == 1:
-        return test.replace(", Holm over batch sizes", " (one batch size: no correction)").replace(
-            "; Holm over batch sizes", "; one batch size: no correction"
-        )
-    settings = {c.label.split(" ")[0] + c.label.split(" ")[2] for c in comparisons}
-    if len(settings) == 1:
-        return test.replace("perturbations and batch sizes", "perturbations (one batch size)")
-    return test
+def _scoped(test: str, settings: int) -> str:
+    """The test's text with the family it names as the run makes it: "Holm over batch sizes"
+    is wrong where the suite has one batch size (``settings``)."""
+    if settings > 1:
+        return test
+    return (
+        test.replace(", Holm over batch sizes", " (one batch size: no correction)")
+        .replace("; Holm over batch sizes", "; one batch size: no correction")
+        .replace("perturbations and batch sizes", "perturbations (one batch size)")
+    )
 
 
 def _stability_comparisons(frame, jobs, worse: str, better: str) -> list[Comparison]:
@@ -365,9 +364,10 @@ def gn_more_sensitive_to_noise(frame, alpha, gn="gn", bn="bn", margin=0.02) -> C
     if not comparisons:
         need = f"needs {gn!r}, {bn!r} and a noise or corruption evaluation"
         return decide(claim, [], test, alpha, missing=need)
-    out = decide(claim, comparisons, _scoped(test, comparisons), alpha, "all", margin)
+    clean = list(_settings(_values(sub, "clean", "clean", "accuracy")))
+    out = decide(claim, comparisons, _scoped(test, len(clean)), alpha, "all", margin)
     unmatched = []
-    for label, part in _settings(_values(sub, "clean", "clean", "accuracy")):
+    for label, part in clean:
         means = {n: float(np.mean(_group(part, n))) for n in (gn, bn) if _group(part, n)}
         if len(means) == 2 and abs(means[gn] - means[bn]) > 0.1:  # per setting: pooled
             unmatched.append(f"{label} GN {means[gn]:.3f} vs BN {means[bn]:.3f}")  # hides gaps
@@ -460,7 +460,7 @@ def gn_more_sensitive_to_regularization(frame, alpha, gn="gn", bn="bn", margin=0
     if not comparisons:
         need = f"needs regularized and unregularized runs of {gn!r} and {bn!r} in one setting"
         return decide(claim, [], test, alpha, missing=need)
-    out = decide(claim, comparisons, _scoped(test, comparisons), alpha, "all", margin)
+    out = decide(claim, comparisons, _scoped(test, len(comparisons)), alpha, "all", margin)
     out.evidence += ". Per regularizer (Holm, not deciding): " + "; ".join(details)
     if left_out:
         out.evidence += ". Left out: " + "; ".join(left_out)

@@ -138,19 +138,24 @@ def _code_spans(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def _fingerprints(rows: list[tuple[str, str, str, str]]) -> list[str]:
-    if not rows:
-        return []
+def _plain_table(table_id: str, headers: tuple[str, ...], rows) -> str:
+    """A small unsorted table of escaped text cells."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows
     )
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _fingerprints(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    if not rows:
+        return []
     return [
         "<h2>Layer fingerprints</h2>",
         "<p class='note'>the exact identity of each layer measured here (outputs, gradients and "
         "running statistics on fixed float64 inputs, and a 3-step float64 training canary); "
         "<code>check</code> compares them before any statistics</p>",
-        '<table id="fingerprints"><thead><tr><th>label</th><th>layer</th><th>options</th>'
-        f"<th>canary losses</th></tr></thead><tbody>{body}</tbody></table>",
+        _plain_table("fingerprints", ("label", "layer", "options", "canary losses"), rows),
     ]
 
 
@@ -162,27 +167,21 @@ def _budget(budget) -> str:
     for row in budget.rows:
         before = "—" if row.earlier is None else f"{row.earlier.verdict}: {row.earlier.lead}"
         changed = {None: "—", True: "changed", False: "same"}[row.changed]
-        cells = (row.claim, before, f"{row.now.verdict}: {row.now.lead}", changed)
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        rows.append((row.claim, before, f"{row.now.verdict}: {row.now.lead}", changed))
+    headers = ("claim", budget.label, "this run", "changed")
     return (
         f"<h3>Verdicts against budget</h3><p>{html.escape(budget.sentence())}</p>"
-        f'<table id="table-budget"><thead><tr><th>claim</th><th>{html.escape(budget.label)}'
-        "</th><th>this run</th><th>changed</th></tr></thead><tbody>" + "".join(rows)
-        + "</tbody></table>"
-    )  # fmt: skip
+        + _plain_table("table-budget", headers, rows)
+    )
 
 
 def _externals(rows: list[tuple[str, str, str, str]]) -> list[str]:
     if not rows:
         return []
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows
-    )
     return [
         "<h2>External models</h2>",
         "<p class='note'>benchmarked from outside: one model each, not a draw of training runs</p>",
-        '<table id="externals"><thead><tr><th>row</th><th>architecture</th><th>class</th>'
-        f"<th>weights sha256</th></tr></thead><tbody>{body}</tbody></table>",
+        _plain_table("externals", ("row", "architecture", "class", "weights sha256"), rows),
     ]
 
 

@@ -114,7 +114,7 @@ class Table:
 
     def settle(self, alpha: float = ALPHA) -> None:
         """Tested ranks and ★ (see the module docstring)."""
-        norms = [n for n in self.rows if any(not math.isnan(c.mean) for c in self.rows[n].values())]
+        norms = self._rows_with_data()
         tests = []  # (winner, loser, column, p)
         for a, b in ((a, b) for a in norms for b in norms if a != b):
             for col in self._rank_columns(norms):
@@ -154,6 +154,9 @@ class Table:
                 if all(holm.get((a, b), 1.0) < alpha for b in others):
                     cells[a].best = True
 
+    def _rows_with_data(self) -> list[str]:
+        return [n for n in self.rows if any(not math.isnan(c.mean) for c in self.rows[n].values())]
+
     def _rank_columns(self, norms: list[str]) -> list[str]:
         """The columns ranks compare rows on: those every row has a tested cell in, so that no
         row has to win more columns than another (BN and GN in a regularization sweep's extra
@@ -164,7 +167,7 @@ class Table:
 
     def rank_tests(self) -> int:
         """How many pairwise tests the ranks' Holm correction spans."""
-        norms = [n for n in self.rows if any(not math.isnan(c.mean) for c in self.rows[n].values())]
+        norms = self._rows_with_data()
         return len(norms) * (len(norms) - 1) * len(self._rank_columns(norms))
 
     def to_dict(self) -> dict:
