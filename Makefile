@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/robustbench-norm
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run check publish test test-slow lint format bench calibrate clean
+.PHONY: setup run check publish nightly test test-slow lint format bench calibrate clean
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first time: a few minutes, mostly torch)"
@@ -34,6 +34,11 @@ check: setup
 
 publish: setup
 	$(CLI) report --suite smoke --publish
+
+# one night of the smoke suite: run on fresh seeds → check against the pooled history →
+# publish leaderboards/smoke-nightly/ with its history (README, "Nightly")
+nightly: setup
+	$(CLI) nightly suites/smoke.toml
 
 test: setup
 	$(PY) -m pytest -m "not slow" -q

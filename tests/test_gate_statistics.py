@@ -11,7 +11,11 @@ import pytest
 from scipy import stats
 
 from robustbench_norm.reporting import statistics
-from robustbench_norm.reporting.calibration import example_bootstrap_flag_rate, flag_rate
+from robustbench_norm.reporting.calibration import (
+    example_bootstrap_flag_rate,
+    flag_rate,
+    simulated_runs,
+)
 from robustbench_norm.reporting.check import GateSettings, Sample, decide
 
 PRIMARY = ("clean/accuracy", "noise/mean_accuracy", "corruption/mean_corruption_accuracy")
@@ -90,18 +94,8 @@ def test_decide_holm_corrects_and_says_underpowered():
 
 
 def _simulated_runs(shift: dict[str, float] | None = None, n: int = 40, seed: int = 0):
-    """Runs of three norms with the smoke suite's seed spreads (BN 0.015, GN 0.11, GN+ 0.03)."""
-    rng = np.random.default_rng(seed)
-    spread = {"bn": 0.015, "gn": 0.11, "gnplus": 0.03}
-    mean = {"bn": 0.73, "gn": 0.47, "gnplus": 0.68}
-    shift = shift or {}
-    return {
-        norm: [
-            {m: mean[norm] - shift.get(norm, 0.0) + sd * rng.standard_normal() for m in PRIMARY}
-            for _ in range(n)
-        ]
-        for norm, sd in spread.items()
-    }
+    """Runs of three norms with the smoke suite's means and seed spreads."""
+    return simulated_runs(n, np.random.default_rng(seed), shift)
 
 
 @pytest.mark.parametrize("per_side", [2, 3, 5])
@@ -142,3 +136,45 @@ def test_the_old_example_bootstrap_test_fails_the_aa_calibration():
     assert flag_rate(means, None, 2, settings, splits=400) <= 0.05 + 2 * math.sqrt(
         0.05 * 0.95 / 400
     )
+
+
+@pytest.mark.parametrize("nights", [3, 6])
+def test_a_pooled_baseline_keeps_aa_false_alarms_at_most_alpha(nights):
+    """k nights of 2 runs pooled against one night of 2: still ≤ α (Welch's unequal sizes)."""
+    settings = GateSettings(primary=PRIMARY, alpha=0.05)
+    rate = flag_rate(
+        _simulated_runs(), None, 2, settings, splits=400, seed=10 + nights, base_size=2 * nights
+    )
+    assert rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 400)
+
+
+def test_pooling_nights_raises_the_power_against_the_planted_regression():
+    """The smoke suite's planted regression (GN+ 0.68 → 0.48, spread 0.03 → 0.10), one
+    candidate night of 2 runs against 1, 3 and 6 nights pooled."""
+    settings = GateSettings(primary=PRIMARY, alpha=0.05)
+    base = _simulated_runs(seed=3)
+    rng = np.random.default_rng(4)
+    planted = {**_simulated_runs(seed=5), "gnplus": [
+        {m: 0.48 + 0.10 * rng.standard_normal() for m in PRIMARY} for _ in range(40)
+    ]}  # fmt: skip
+    rates = [
+        flag_rate(base, planted, 2, settings, splits=300, seed=k, base_size=2 * k)
+        for k in (1, 3, 6)
+    ]
+    assert rates[0] < 0.5  # one night against one: mostly missed
+    assert rates[1] >= 0.9 and rates[2] >= rates[1]  # pooled: caught
+
+
+def test_power_matches_a_simulated_welch_test():
+    """statistics.power (noncentral t, pooled df) against 20,000 simulated one-sided tests of
+    sd 0.03, 6 against 2 runs, a true drop of 0.05, at level 0.01."""
+    rng = np.random.default_rng(0)
+    base = 0.7 + 0.03 * rng.standard_normal((20_000, 6))
+    cand = 0.65 + 0.03 * rng.standard_normal((20_000, 2))
+    t = (cand.mean(1) - base.mean(1)) / np.sqrt(
+        ((5 * base.var(1, ddof=1) + cand.var(1, ddof=1)) / 6) * (1 / 6 + 1 / 2)
+    )
+    simulated = float(np.mean(t < stats.t.ppf(0.01, 6)))
+    assert statistics.power(0.03, 6, 2, 0.01, 0.05) == pytest.approx(simulated, abs=0.015)
+    assert math.isnan(statistics.power(0.03, 1, 2, 0.01, 0.05))  # no spread to test against
+    assert statistics.power(0.03, 60, 60, 0.01, 0.05) > 0.99

@@ -239,41 +239,68 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def gate_settings(args: argparse.Namespace, suite):
+    """The regression gate's settings: the suite's [check] table, overridden by the flags."""
+    from robustbench_norm.reporting.check import GateSettings
+    from robustbench_norm.suites.suite import CheckSettings
+
+    defaults = suite.check if suite else CheckSettings()
+    metrics, secondary = getattr(args, "metrics", None), getattr(args, "secondary", None)
+    # metrics nobody named (the defaults) are watched where the baseline measures them
+    implicit = (*(() if metrics or "primary" in defaults.named else defaults.primary),
+                *(() if secondary is not None or "secondary" in defaults.named
+                  else defaults.secondary))  # fmt: skip
+    alpha, tolerance = getattr(args, "alpha", None), getattr(args, "tolerance", None)
+    detect = getattr(args, "detect", None)
+    settings = GateSettings(
+        primary=tuple(metrics or defaults.primary),
+        secondary=tuple(defaults.secondary if secondary is None else secondary),
+        implicit=implicit,
+        alpha=defaults.alpha if alpha is None else alpha,
+        tolerance=defaults.tolerance if tolerance is None else tolerance,
+        detect=defaults.detect if detect is None else detect,
+        accept_changes=args.accept_changes,
+    )
+    settings.validate()  # before any store is opened: a usage error costs nothing
+    return settings
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
-    from robustbench_norm.reporting.check import GateSettings, compare_runs, parse_run_ref
+    from robustbench_norm.reporting.check import compare_runs, parse_run_ref
     from robustbench_norm.reporting.check_text import format_report
     from robustbench_norm.suites.store import Store
-    from robustbench_norm.suites.suite import CheckSettings, load_suite
+    from robustbench_norm.suites.suite import load_suite
 
     suite = load_suite(args.suite) if args.suite else None
-    defaults = suite.check if suite else CheckSettings()
-    baseline = args.baseline or defaults.baseline
+    baseline = args.baseline or (suite.check.baseline if suite else None)
     if baseline is None:
         raise RobustBenchError(
             "check: --baseline is required (or a suite with [check].baseline), e.g. "
             "--baseline leaderboards/smoke/store.sqlite:latest"
         )
-    # metrics nobody named (the defaults) are watched where the baseline measures them
-    implicit = (*(() if args.metrics or "primary" in defaults.named else defaults.primary),
-                *(() if args.secondary is not None or "secondary" in defaults.named
-                  else defaults.secondary))  # fmt: skip
-    settings = GateSettings(
-        primary=tuple(args.metrics or defaults.primary),
-        secondary=tuple(defaults.secondary if args.secondary is None else args.secondary),
-        implicit=implicit,
-        alpha=defaults.alpha if args.alpha is None else args.alpha,
-        tolerance=defaults.tolerance if args.tolerance is None else args.tolerance,
-        detect=defaults.detect if args.detect is None else args.detect,
-        accept_changes=args.accept_changes,
-    )
-    settings.validate()  # before any store is opened: a usage error costs nothing
+    settings = gate_settings(args, suite)
     bpath, bref = parse_run_ref(baseline, args.store)
     cpath, cref = parse_run_ref(args.candidate, args.store)
     with Store.open(bpath, read_only=True) as bstore, Store.open(cpath, read_only=True) as cstore:
         # with --suite, `latest` means the newest run of that suite in each store
         name = suite.name if suite else None
-        brun, crun = bstore.resolve_run(bref, name), cstore.resolve_run(cref, name)
-        report = compare_runs((bstore, brun), (cstore, crun), settings)
+        crun = cstore.resolve_run(cref, name)
+        pool: tuple[int, ...] = ()
+        if bref == "pooled":  # a nightly history: every trusted night like the candidate
+            from robustbench_norm.reporting.pool import baseline_pool
+
+            found = baseline_pool(bstore, cstore.run(crun)["suite"], cstore, crun)
+            if found.baseline is None:
+                raise RobustBenchError(
+                    f"check: {bpath} holds no trusted night of suite "
+                    f"{cstore.run(crun)['suite']!r} like the candidate ("
+                    + ("; ".join(found.left_out) or "it has no nights: `nightly` makes them")
+                    + "); name a run instead, e.g. --baseline STORE:latest"
+                )
+            brun, pool = found.baseline, found.runs
+        else:
+            brun = bstore.resolve_run(bref, name)
+        report = compare_runs((bstore, brun), (cstore, crun), settings, pool=pool)
     if args.json == "-":
         print(json.dumps(report.to_dict(), indent=1))
     else:
@@ -281,6 +308,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
     return CHECK_EXIT[report.verdict]
+
+
+def _cmd_nightly(args: argparse.Namespace) -> int:
+    from robustbench_norm.cli.nightly import cmd_nightly
+
+    return cmd_nightly(args)
 
 
 def _cmd_fingerprint(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from robustbench_norm.cli.commands import (
     _cmd_eval,
     _cmd_fingerprint,
     _cmd_list,
+    _cmd_nightly,
     _cmd_plan,
     _cmd_report,
     _cmd_run,
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_curves(sub)
     _add_check(sub)
+    _add_nightly(sub)
     _add_fingerprint(sub)
     _add_list(sub)
     _add_detach(sub)
@@ -255,7 +257,8 @@ def _add_check(sub) -> None:
         "(every setting the baseline finished, the candidate finished), layer fingerprints "
         "(exact: did a layer's function change?), then one-sided Welch tests with training runs "
         "as units, Holm-corrected over the primary metrics. RUN is [STORE:]ID, latest or "
-        "previous; `latest` is the newest run and must be finished.\n\n"
+        "previous; `latest` is the newest run and must be finished. A nightly history's "
+        "STORE:pooled pools every trusted night like the candidate.\n\n"
         "exit codes: 0 pass, 1 regression, 2 usage error, unreadable store or runs of different\n"
         "settings, 4 undecided (a primary metric looks worse than detect; too few runs to test)"
         "\n\nexamples:\n"
@@ -282,14 +285,48 @@ def _add_check(sub) -> None:
     p.add_argument(
         "--detect", type=float, default=None, help="the drop the gate must see (default 0.02)"
     )
+    _add_accept_changes(p)
+    p.add_argument("--store", default=str(DEFAULT_STORE_PATH), help="store for bare run ids")
+    p.add_argument("--json", default=None, metavar="PATH", help="the report as JSON (- : stdout)")
+    p.set_defaults(func=_cmd_check)
+
+
+def _add_accept_changes(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--accept-changes",
         action="store_true",
         help="a changed layer fingerprint is intended: report it, let the statistics decide",
     )
-    p.add_argument("--store", default=str(DEFAULT_STORE_PATH), help="store for bare run ids")
-    p.add_argument("--json", default=None, metavar="PATH", help="the report as JSON (- : stdout)")
-    p.set_defaults(func=_cmd_check)
+
+
+def _add_nightly(sub) -> None:
+    p = sub.add_parser(
+        "nightly",
+        help="run → check against the pooled history → publish the night with its history",
+        description="One night of a suite: train it on tonight's fresh seeds (night n shifts "
+        "the suite's seeds by n × their span), check it against every trusted earlier night "
+        "of the same compute class, settings and layers (a pooled baseline), add it to the "
+        "history in OUT/store.sqlite, test the history for slow drift and publish OUT with a "
+        "history section. A failing night is published, marked, and never becomes a baseline. "
+        "Rerunning after an interruption resumes the same night.\n\n"
+        "exit codes: 0 pass or first night, 1 regression or slow drift, 2 usage error, 3 jobs\n"
+        "failed on a first night, 4 undecided\n\nexamples:\n"
+        "  robustbench-norm nightly suites/smoke.toml\n"
+        "  robustbench-norm nightly suites/smoke.toml --out leaderboards/smoke-nightly --json -\n"
+        "  robustbench-norm nightly suites/standard.toml --device cuda --jobs 4 --accept-changes",
+        formatter_class=RAW,
+    )
+    p.add_argument("suite", help="a suite TOML file; its [check] table sets the gate")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="the nightly leaderboard folder; its store.sqlite is the history (default "
+        "leaderboards/SUITE-nightly)",
+    )
+    _add_accept_changes(p)
+    p.add_argument("--json", default=None, metavar="PATH", help="the night's summary (- : stdout)")
+    _add_execution(p)
+    p.set_defaults(func=_cmd_nightly)
 
 
 def _add_fingerprint(sub) -> None:

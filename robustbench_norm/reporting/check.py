@@ -11,19 +11,25 @@ Three tiers, in this order; the first two are exact, the third statistical.
    says it is intended (``accept_changes``); then the statistics decide.
 3. **Statistics, training runs as the unit** (``statistics.py``). Per (norm, setting, metric,
    condition), each finished run contributes its metric value; a one-sided Welch test asks
-   whether the candidate is worse than the baseline by more than the tolerance δ. Primary
+   whether the candidate is worse than the baseline by more than the tolerance δ (Student's
+   pooled-variance t where the two sides differ in size, as against a pooled baseline of many
+   nights: it is exact for unchanged code, whose runs are exchangeable, while Welch's degrees
+   of freedom make one night of 2 runs against 12 cry wolf in 23 % of A/A splits). Primary
    metrics are Holm-corrected together and block; secondary metrics get BH q-values and only
    inform. Each primary test also states its minimum detectable effect (80 % power at Holm's
    strictest level, from the baseline's seed spread); above the suite's ``detect`` it says
    **underpowered** and how many runs per side would do.
 
 Seeds are not matched: the same seed on another machine or thread count is a fresh draw, so
-baseline and candidate may come from different machines and seed lists.
+baseline and candidate may come from different machines and seed lists. The baseline may pool
+several runs (``pool``: every trusted earlier night, ``reporting/pool.py``); completeness and
+fingerprints are then judged against the newest of them, the statistics against all.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -125,6 +131,8 @@ class Comparison:
     #: (a side with one run: no spread) | undecided (either of the last two, with an estimate
     #: worse than ``detect``: not a pass)
     verdict: str
+    #: the chance that this test flags a true drop of ``detect`` (at its Holm level)
+    power: float = math.nan
 
     def to_dict(self) -> dict:
         return {
@@ -172,6 +180,10 @@ class CheckReport:
     comparisons: list[Comparison] = field(default_factory=list)
     #: default metrics the baseline does not measure, so not watched
     unwatched: list[str] = field(default_factory=list)
+    #: the runs whose jobs the statistical tier pooled as the baseline (the baseline run first)
+    pooled: list[int] = field(default_factory=list)
+    #: per primary (norm, setting, metric, condition): the power against ``detect``
+    power: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def reasons(self) -> list[str]:
@@ -237,6 +249,15 @@ class CheckReport:
             ],
             "fingerprint_note": self.fingerprint_note,
             "comparisons": [c.to_dict() for c in self.comparisons],
+            "pooled_runs": self.pooled,
+            "baseline_runs_per_setting": self.baseline_runs(),
+            "power": {name: statistics.finite_or_none(p) for name, p in self.power},
+        }
+
+    def baseline_runs(self) -> dict[str, int]:
+        """Finished baseline runs behind each primary test (pooled ones included)."""
+        return {
+            f"{c.norm} · {c.setting}": c.n_base for c in self.comparisons if c.tier == "primary"
         }
 
 
@@ -247,12 +268,20 @@ def parse_run_ref(ref: str, default_store: str | Path = DEFAULT_STORE) -> tuple[
 
 
 def compare_runs(
-    baseline: tuple[Store, int], candidate: tuple[Store, int], settings: GateSettings
+    baseline: tuple[Store, int],
+    candidate: tuple[Store, int],
+    settings: GateSettings,
+    pool: Sequence[int] = (),
 ) -> CheckReport:
-    """Run the three tiers; see the module docstring."""
+    """Run the three tiers; see the module docstring. ``pool``: more runs of the baseline's
+    store whose finished jobs join the baseline in the statistical tier (a pooled baseline,
+    ``reporting/pool.py``); completeness, settings and fingerprints are judged against the
+    baseline run itself."""
     settings.validate()
     (bstore, brun), (cstore, crun) = baseline, candidate
-    report = CheckReport(f"{bstore.path}:{brun}", f"{cstore.path}:{crun}", settings)
+    pooled = [brun, *(r for r in pool if r != brun)]
+    where = f"{bstore.path}:{brun}" + (f" + {len(pooled) - 1} pooled" if len(pooled) > 1 else "")
+    report = CheckReport(where, f"{cstore.path}:{crun}", settings, pooled=pooled)
     report.environment = environment_differences(
         bstore.run(brun)["provenance"], cstore.run(crun)["provenance"]
     )
@@ -274,7 +303,14 @@ def compare_runs(
         report.fingerprint_note = "the candidate run has no fingerprints: exact tier skipped"
     else:
         report.fingerprints = compare_fingerprints(bprints, cprints)
-    report.comparisons = _statistics(bjobs, cjobs, bvalues, cvalues, settings)
+    pjobs = [j for r in pooled for j in bstore.jobs_of_run(r) if "external" not in j["spec"]]
+    pvalues = {k: v for r in pooled for k, v in _values_by_job(bstore, r).items()}
+    report.comparisons = _statistics(pjobs, cjobs, pvalues, cvalues, settings)
+    report.power = [
+        (f"{c.norm} · {c.setting} · {c.metric}" + (f" · {c.condition}" if c.condition != "—"
+         else ""), c.power)
+        for c in report.comparisons if c.tier == "primary"
+    ]  # fmt: skip
     return report
 
 
@@ -372,10 +408,12 @@ def _check_metrics_exist(settings: GateSettings, bvalues: dict) -> None:
             )
 
 
-def _by_setting(jobs: list[dict]) -> dict[tuple, dict[int, dict]]:
+def _by_setting(jobs: list[dict], by: str = "seed") -> dict[tuple, dict[int, dict]]:
+    """Setting → {seed: job} (``by="id"``: {job id: job}, for pooled runs whose seeds may
+    repeat)."""
     out: dict[tuple, dict[int, dict]] = {}
     for j in jobs:
-        out.setdefault(_setting(j), {})[j["seed"]] = j
+        out.setdefault(_setting(j), {})[j[by]] = j
     return out
 
 
@@ -477,7 +515,7 @@ class Sample:
 
 
 def _statistics(bjobs, cjobs, bvalues, cvalues, settings: GateSettings) -> list[Comparison]:
-    base, cand = _by_setting(bjobs), _by_setting(cjobs)
+    base, cand = _by_setting(bjobs, by="id"), _by_setting(cjobs, by="id")
     samples = []
     for tier, metrics in (("primary", settings.primary), ("secondary", settings.secondary)):
         for metric in metrics:
@@ -502,7 +540,9 @@ def decide(samples: list[Sample], settings: GateSettings) -> list[Comparison]:
     for s in samples:
         sign = -1.0 if s.metric.split("/")[1] in LOWER_IS_BETTER else 1.0
         b, c = sign * np.asarray(s.base), sign * np.asarray(s.cand)  # higher is better
-        test = statistics.noninferiority(b, c, settings.tolerance)
+        # unequal sides (a pooled baseline): Student's t, exact for unchanged code; Welch's
+        # degrees of freedom fail there (A/A 0.23 at 12 runs against 2; BENCHMARKS.md)
+        test = statistics.noninferiority(b, c, settings.tolerance, equal_var=len(b) != len(c))
         level = settings.alpha / max(n_primary, 1) if s.tier == "primary" else settings.alpha
         sd = spread[(s.norm, s.metric, s.condition)]
         mde = statistics.minimum_detectable_effect(sd, len(b), len(c), level, settings.tolerance)
@@ -529,6 +569,9 @@ def decide(samples: list[Sample], settings: GateSettings) -> list[Comparison]:
                 mde=mde,
                 runs_needed=needed,
                 verdict="not tested",
+                power=statistics.power(
+                    sd, len(b), len(c), level, settings.detect, settings.tolerance
+                ),
             )
         )
     _decide(rows, settings)

@@ -42,7 +42,9 @@ def format_report(report: CheckReport) -> str:
         accepted = d.status == "changed" and s.accept_changes
         suffix = " (accepted: --accept-changes)" if accepted else ""
         lines.append(f"   {d.label:<16}{d.describe()}{suffix}")
-    lines += ["", "3. statistics (one-sided Welch over runs: is the candidate worse by > δ?)"]
+    lines += ["", "3. statistics (one-sided Welch over runs, Student's t where the sides differ in "
+              "size: is the candidate worse by > δ?)"]  # fmt: skip
+    lines += _pool_lines(report)
     lines.append(_table(report.comparisons))
     primary = [c for c in report.comparisons if c.tier == "primary"]
     weak = [c for c in primary if c.verdict in ("underpowered", "untestable", "undecided")]
@@ -81,6 +83,26 @@ def format_report(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
+def _pool_lines(report: CheckReport) -> list[str]:
+    """How many runs the baseline holds and the power they give against ``detect``."""
+    primary = [c for c in report.comparisons if c.tier == "primary"]
+    if not primary:
+        return []
+    runs = sorted({c.n_base for c in primary})
+    held = f"{runs[0]}" if len(runs) == 1 else f"{runs[0]}–{runs[-1]}"
+    source = (
+        f"pooled from {len(report.pooled)} runs ({', '.join(map(str, report.pooled))})"
+        if len(report.pooled) > 1 else "one run"
+    )  # fmt: skip
+    powers = [c.power for c in primary if math.isfinite(c.power)]
+    power = (
+        f"power against a drop of detect = {report.settings.detect}: "
+        f"{min(powers):.2f}–{max(powers):.2f} per test (at its Holm level)"
+        if powers else "power: not estimable (a side without spread)"
+    )  # fmt: skip
+    return [f"   baseline: {held} finished runs per test, {source}; {power}"]
+
+
 def _runs_text(c: Comparison) -> str:
     if c.runs_needed is not None:
         return f"{c.runs_needed} runs per side would decide it"
@@ -110,8 +132,8 @@ def _power_advice(weak: list[Comparison], n_primary: int, detect: float) -> str:
 def _table(rows: list[Comparison]) -> str:
     head = (
         f"   {'tier':<5}{'norm':<10}{'setting':<18}{'metric':<36}{'condition':<22}{'n':>5}"
-        f"{'base':>8}{'cand':>8}{'Δ':>9}  {'95% CI':<19}{'p adj':>8}{'MDE':>7}{'runs':>6}  "
-        "verdict"
+        f"{'base':>8}{'cand':>8}{'Δ':>9}  {'95% CI':<19}{'p adj':>8}{'MDE':>7}{'power':>6}"
+        f"{'runs':>6}  verdict"
     )
     lines = [head, "   " + "-" * (len(head) - 3)]
     for r in rows:
@@ -121,9 +143,10 @@ def _table(rows: list[Comparison]) -> str:
         loud = r.tier == "primary" and r.verdict in ("worse", "undecided")
         verdict = r.verdict.upper() if loud else r.verdict
         runs = "" if r.verdict in ("worse", "pass") else str(r.runs_needed or "?")
+        power = f"{r.power:.2f}" if math.isfinite(r.power) else "—"
         lines.append(
             f"   {r.tier[:4]:<5}{r.norm:<10}{r.setting:<18}{r.metric:<36}{r.condition:<22}"
             f"{f'{r.n_base}/{r.n_cand}':>5}{r.baseline:>8.4f}{r.candidate:>8.4f}{r.delta:>+9.4f}  "
-            f"{ci:<19}{p:>8}{mde:>7}{runs:>6}  {verdict}"
+            f"{ci:<19}{p:>8}{mde:>7}{power:>6}{runs:>6}  {verdict}"
         )
     return "\n".join(lines)

@@ -185,6 +185,22 @@ def _externals(rows: list[tuple[str, str, str, str]]) -> list[str]:
     ]
 
 
+def _history(history, plots: list[Path]) -> list[str]:
+    """A nightly's history (reporting/history.py): the drift sentence, a table per metric and
+    the plot."""
+    if history is None:
+        return []
+    drift = _code_spans(history.drift_sentence().replace("**", ""))
+    parts = ["<h2 id='history'>History</h2>", f"<p>{drift}</p>"]
+    for metric in history.metrics:
+        headers, rows = history.table(metric)
+        if len(headers) > 5:
+            table_id = f"history-{metric.replace('/', '-')}"
+            parts += [f"<h3>{html.escape(metric)}</h3>", _plain_table(table_id, headers, rows)]
+    parts += [_image(p) for p in plots if p.name == "history.png"]
+    return parts
+
+
 def _provenance(rows: list[tuple[str, str]]) -> str:
     body = "".join(
         f"<tr><th scope='row'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
@@ -204,6 +220,7 @@ def render(
     reproduce: str = "",
     externals: list[tuple[str, str, str, str]] = (),
     budget=None,
+    history=None,
 ) -> str:
     """The page; ``links`` are (text, relative href) of the files beside it, ``fingerprints``
     (label, layer, options, canary losses) rows, ``reproduce`` how to rerun the run (Markdown
@@ -213,13 +230,14 @@ def render(
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>",
         _links(list(links)),
+        *_history(history, plots),
         "<h2>Claims of the GN+ paper</h2>",
         _claims(claims),
         _budget(budget),
         "<h2>Leaderboards</h2>",
         *[_table(t) for t in tables],
         "<h2>Plots</h2>",
-        *[_image(p) for p in plots],
+        *[_image(p) for p in plots if history is None or p.name != "history.png"],
         *_fingerprints(list(fingerprints)),
         *_externals(list(externals)),
         "<h2>Provenance</h2>",

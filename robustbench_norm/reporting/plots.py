@@ -286,3 +286,47 @@ def stability_curves(jobs: list[dict], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def history_plot(history, path: Path) -> Path | None:
+    """A nightly history (reporting/history.py): one panel per metric, each series' night
+    means with 95 % intervals (the runs as dots below 3), a dashed line at a night whose layer
+    fingerprints changed and a red cross on a night whose check did not pass."""
+    metrics = [m for m in history.metrics if any(s.endswith(f" · {m}") for s in history.series)]
+    if not history.rows or not metrics:
+        return None
+    fig, axes = _grid(len(metrics), f"nightly history: {history.suite}")
+    nights = [r.night.night for r in history.rows]
+    for ax, metric in zip(axes, metrics, strict=True):
+        for name, per_night in history.series.items():
+            if not name.endswith(f" · {metric}"):
+                continue
+            rows = pd.DataFrame(
+                [(n, v) for n, values in zip(nights, per_night, strict=True) for v in values],
+                columns=["night", "value"],
+            )
+            if not rows.empty:
+                _curve(ax, rows, "night", name.removesuffix(f" · {metric}"), bounds=(0.0, 1.0))
+            failed = [
+                (n, float(np.mean(values)))
+                for n, values, row in zip(nights, per_night, history.rows, strict=True)
+                if values and not row.night.trusted
+            ]
+            if failed:
+                ax.scatter(*zip(*failed, strict=True), marker="x", s=80, color="red", zorder=5)
+        for row in history.rows:
+            if row.changed_layers:
+                ax.axvline(row.night.night - 0.5, linestyle="--", color="gray")
+                ax.annotate("layer changed: " + ", ".join(row.changed_layers),
+                            (row.night.night - 0.45, 0.02), fontsize=7, rotation=90,
+                            xycoords=("data", "axes fraction"), va="bottom")  # fmt: skip
+        values = [v for n, vs in history.series.items() if n.endswith(f" · {metric}")
+                  for night in vs for v in night]  # fmt: skip
+        ax.set_ylim(max(0.0, min(values) - 0.05), min(1.0, max(values) + 0.05))
+        ax.set_title(metric)
+        ax.set_xlabel("night (red ×: check did not pass)")
+        ax.set_ylabel(metric.split("/")[1].replace("_", " "))
+        ax.set_xticks(nights)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -26,6 +26,7 @@ from robustbench_norm.norms.fingerprint import signature
 from robustbench_norm.reporting import adaptation, html_page, plots
 from robustbench_norm.reporting.claims import Claim, evaluate_claims
 from robustbench_norm.reporting.earlier import BudgetComparison, compare_with_earlier
+from robustbench_norm.reporting.history import History
 from robustbench_norm.reporting.leaderboard import (
     MIN_RUNS_FOR_INTERVAL,
     Table,
@@ -245,25 +246,38 @@ def _cost_line(jobs: list[dict]) -> str:
 
 
 def write_report(
-    store: Store, run_id: int, out_dir: str | Path, folder: str | Path | None = None
+    store: Store,
+    run_id: int,
+    out_dir: str | Path,
+    folder: str | Path | None = None,
+    history: History | None = None,
 ) -> list[Path]:
     """The leaderboard folder of one run: README.md, results.csv/json, suite.toml, the layer
     fingerprints, plots and index.html, each a function of the store alone. ``folder``: the
     name its commands use for the folder (default ``out_dir``; publishing writes a staging
-    folder first)."""
+    folder first). ``history``: a nightly's nights (reporting/history.py), shown first."""
     folder = Path(folder or out_dir).as_posix()
     report = build_report(store, run_id)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = _write_plots(report, out)
+    if history is not None:
+        drawn = plots.history_plot(history, out / "history.png")
+        images = [*([drawn] if drawn else []), *images]
     prints = store.fingerprints_of_run(run_id)
     if prints:
         (out / "fingerprints.json").write_text(json.dumps(prints, indent=1) + "\n")
     title = f"robustbench-norm leaderboard: {report.suite}"
     intro = _intro(report)
-    (out / "README.md").write_text(_markdown(report, store, title, intro, images, prints, folder))
+    if history is not None:
+        intro = f"{history.banner(run_id)} {intro}"
+    (out / "README.md").write_text(
+        _markdown(report, store, title, intro, images, prints, folder, history)
+    )
     report.frame.to_csv(out / "results.csv", index=False)
     document = _results_document(report)
+    if history is not None:
+        document["history"] = history.to_dict()
     (out / "results.json").write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
     (out / "suite.toml").write_text(report.run["suite_toml"])
     files = [
@@ -284,7 +298,8 @@ def write_report(
         fingerprints=fingerprint_rows(prints),
         externals=external_rows(report.jobs),
         budget=report.budget,
-        reproduce=reproduce_line(folder),
+        reproduce=reproduce_line(folder, nightly=history is not None),
+        history=history,
     )
     (out / "index.html").write_text(page)
     return [*files, out / "index.html", *images]
@@ -400,12 +415,14 @@ def _markdown(
     images: list[Path],
     prints: dict,
     folder: str,
+    history: History | None = None,
 ) -> str:
     md = [
         f"# {title}",
         "",
         intro,
         "",
+        *(history.markdown(_history_image(images)) if history is not None else []),
         *([report.notes, ""] if report.notes else []),
         "## Claims of the GN+ paper",
         "",
@@ -439,7 +456,8 @@ def _markdown(
     warnings = _warnings(report)
     if warnings:
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
-    md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in images]
+    md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in images
+                              if history is None or p.name != "history.png"]  # fmt: skip
     if prints:
         md += [
             "",
@@ -476,7 +494,7 @@ def _markdown(
         *_computing_runs(store, report.run, report.jobs),
         _cost_line(report.jobs),
         "",
-        reproduce_line(folder)
+        reproduce_line(folder, nightly=history is not None)
         + " Training runs are random draws across machines and thread counts, so a "
         "rerun matches these numbers within their seed spread, not bit for bit. "
         f"Machine-readable: `results.json` (schema `{JSON_SCHEMA}`), `results.csv`; "
@@ -486,9 +504,20 @@ def _markdown(
     return "\n".join(md)
 
 
-def reproduce_line(folder: str) -> str:
+def _history_image(images: list[Path]) -> str | None:
+    return next((p.name for p in images if p.name == "history.png"), None)
+
+
+def reproduce_line(folder: str, nightly: bool = False) -> str:
     """How to rerun the run and compare with it, naming this leaderboard's own files (its
-    ``suite.toml`` is the suite text the run read, whatever the original file was called)."""
+    ``suite.toml`` is the suite text the run read, whatever the original file was called; a
+    night's names that night's seeds)."""
+    if nightly:
+        return (
+            f"Reproduce this night: `robustbench-norm run {folder}/suite.toml` (its seeds are "
+            f"the night's), then `robustbench-norm check --baseline {folder}/store.sqlite:pooled "
+            "--candidate latest` compares the new run with every trusted night."
+        )
     return (
         f"Reproduce: `robustbench-norm run {folder}/suite.toml`, then `robustbench-norm check "
         f"--baseline {folder}/store.sqlite:latest --candidate latest` compares the new run with "
@@ -553,6 +582,7 @@ def publish(
     run_id: int,
     out_dir: str | Path,
     writer: Callable[[Store, int, Path], list[Path]] | None = None,
+    export: Callable[[Store, int, Path], object] | None = None,
 ) -> list[Path]:
     """Write the leaderboard of ``run_id`` and its exported store into ``out_dir``, all or
     nothing: everything is written to a hidden sibling folder first, which then replaces
@@ -560,11 +590,16 @@ def publish(
     and leaves the published folder exactly as it was: a baseline that ``check`` reads is
     never half-rewritten. Only a new or empty folder or a leaderboard ``report`` wrote is
     replaced (``leaderboard_folder.py``): never a folder of the user's. ``writer`` writes the
-    folder's content (default :func:`write_report`; the learning curves bring their own)."""
+    folder's content (default :func:`write_report`; the learning curves bring their own);
+    ``export`` its ``store.sqlite`` (default: the run alone; a nightly: its whole history).
+    A folder whose store holds a nightly history is only replaced by a nightly (``export``
+    given): one run published over it would drop every night."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise StorageError(f"--out {out} is a file; pass a folder")
     check_replaceable(out, Path(store.path))
+    if export is None:
+        _refuse_history(out)
     out = out.resolve()
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -582,7 +617,7 @@ def publish(
             written = write_report(store, run_id, staging, folder=out_dir)
         else:
             written = writer(store, run_id, staging)
-        store.export_run(run_id, staging / "store.sqlite")
+        (export or Store.export_run)(store, run_id, staging / "store.sqlite")
         write_manifest(staging)
         swap_in(staging, out)
     except OSError as e:
@@ -596,3 +631,23 @@ def publish(
         raise
     out_dir = Path(out_dir)
     return [out_dir / p.name for p in written] + [out_dir / "store.sqlite"]
+
+
+def _refuse_history(out: Path) -> None:
+    """A nightly leaderboard's store is its history; one run published there would replace it."""
+    from robustbench_norm.suites.nights import nights_of
+
+    held = out / "store.sqlite"
+    if not held.is_file():
+        return
+    try:
+        with Store.open(held, read_only=True) as history:
+            nights = len(nights_of(history))
+    except RobustBenchError:
+        return  # not a store we can read: check_replaceable has judged the folder
+    if nights:
+        raise RobustBenchError(
+            f"{out} holds a nightly history of {nights} night(s) in store.sqlite; publishing "
+            "one run there would replace them all. Publish into another folder (--out), or "
+            "let `robustbench-norm nightly` add the night"
+        )

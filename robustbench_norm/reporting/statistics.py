@@ -59,11 +59,12 @@ def welch_df(var_a: float, n_a: int, var_b: float, n_b: int) -> float:
 
 
 def noninferiority(
-    base: Sequence[float], cand: Sequence[float], margin: float = 0.0
+    base: Sequence[float], cand: Sequence[float], margin: float = 0.0, equal_var: bool = False
 ) -> Noninferiority | None:
     """Welch's one-sided test that the candidate is worse than the baseline by more than
-    ``margin``. None when either side has fewer than 2 runs (no spread to test against)."""
-    d = welch(cand, base)
+    ``margin`` (``equal_var``: Student's, with the pooled variance). None when either side has
+    fewer than 2 runs (no spread to test against)."""
+    d = welch(cand, base, equal_var)
     if d is None:
         return None
     if d.se == 0:  # both sides constant: the sign decides exactly
@@ -117,6 +118,22 @@ def minimum_detectable_effect(
     return margin + t * sd * math.sqrt(1 / n_base + 1 / n_cand)
 
 
+def power(
+    sd: float, n_base: int, n_cand: int, alpha: float, effect: float, margin: float = 0.0
+) -> float:
+    """The chance that the one-sided test at level ``alpha`` detects a true drop of ``effect``
+    between runs with seed-to-seed standard deviation ``sd``: the noncentral t's tail beyond
+    the critical value (pooled df; NaN without a spread)."""
+    df = n_base + n_cand - 2
+    if n_base < 2 or n_cand < 1 or df < 1 or not math.isfinite(sd):
+        return math.nan
+    se = sd * math.sqrt(1 / n_base + 1 / n_cand)
+    if se == 0:
+        return 1.0 if effect > margin else 0.0
+    critical = float(stats.t.ppf(1 - alpha, df))
+    return float(stats.nct.sf(critical, df, (effect - margin) / se))
+
+
 def runs_needed(sd: float, effect: float, alpha: float, margin: float = 0.0, limit: int = 200):
     """Runs per side for the test to detect a drop of ``effect`` (None beyond ``limit``)."""
     if effect <= margin or not math.isfinite(sd):
@@ -165,17 +182,23 @@ class Difference:
         return f"Δ {self.delta:+.{digits}f} [{self.ci_low:+.{digits}f}, {self.ci_high:+.{digits}f}]"
 
 
-def welch(a: Sequence[float], b: Sequence[float]) -> Difference | None:
+def welch(a: Sequence[float], b: Sequence[float], equal_var: bool = False) -> Difference | None:
     """Welch's unequal-variance comparison with both one-sided p-values; None below 2 runs a
-    side (one run has no spread: any "effect" would be seed luck)."""
+    side (one run has no spread: any "effect" would be seed luck). ``equal_var``: Student's
+    t with the pooled variance and n_a + n_b − 2 degrees of freedom instead."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     if len(x) < 2 or len(y) < 2:
         return None
     vx, vy = float(np.var(x, ddof=1)), float(np.var(y, ddof=1))
     delta = float(x.mean() - y.mean())
-    se = math.sqrt(vx / len(x) + vy / len(y))
-    df = welch_df(vx, len(x), vy, len(y))
+    if equal_var:
+        df = float(len(x) + len(y) - 2)
+        pooled = ((len(x) - 1) * vx + (len(y) - 1) * vy) / df
+        se = math.sqrt(pooled * (1 / len(x) + 1 / len(y)))
+    else:
+        se = math.sqrt(vx / len(x) + vy / len(y))
+        df = welch_df(vx, len(x), vy, len(y))
     if se == 0:
         greater, less = (0.0 if delta > 0 else 1.0), (0.0 if delta < 0 else 1.0)
         lo = hi = delta
