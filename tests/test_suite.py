@@ -36,7 +36,7 @@ def write(tmp_path, text: str) -> Path:
 
 @pytest.mark.parametrize(
     "name, jobs",
-    [("smoke", 6), ("nightly", 162), ("paper", 1260), ("standard", 84), ("standard-gpu", 216)],
+    [("smoke", 6), ("nightly", 162), ("paper", 1260), ("standard", 56), ("standard-gpu", 216)],
 )
 def test_shipped_suites_parse_and_plan(name, jobs):
     suite = load_suite(SUITES / f"{name}.toml")
