@@ -76,6 +76,20 @@ def test_without_a_plateau_the_largest_complete_doubling_is_reported():
     assert decide_plateau(cut).pair == (1000, 2000)  # 4000 has one seed of b: not a whole rung
 
 
+def test_what_is_left_to_the_plateau_is_extrapolated_from_the_last_two_doublings():
+    means = {
+        ("a", 1000): 0.70, ("a", 2000): 0.80, ("a", 4000): 0.85, ("a", 8000): 0.875,
+        ("b", 1000): 0.60, ("b", 2000): 0.62, ("b", 4000): 0.66, ("b", 8000): 0.70,
+    }  # fmt: skip
+    plateau = decide_plateau(_frame(means))
+    assert plateau.budget is None and plateau.pair == (4000, 8000)
+    # a: gains 0.05 then 0.025, r = 0.5: 0.025 · 0.5 / (1 − 0.5) = 0.025 still to gain
+    assert plateau.remaining[("m", "a", 64)] == (8000, pytest.approx(0.025))
+    # b: the gains grow (0.04, 0.04 after 0.02): no geometric estimate
+    assert plateau.remaining[("m", "b", 64)] == (8000, None)
+    assert "still 0.025–0.025 below its plateau" in plateau.sentence(1000)
+
+
 def test_a_ladder_trains_each_unregularized_setting_at_every_budget(tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text(SUITE)
@@ -139,6 +153,37 @@ def test_curves_end_to_end_page_csv_resume_and_guards(tmp_path, capsys):
     assert code == 2 and "several budgets" in capsys.readouterr().err
     other = [a if a != "256" else "512" for a in argv] + ["--no-run"]
     assert main(other) == 2 and "no run of this ladder" in capsys.readouterr().err
+
+    # a publication of the same training at 512 images on a fresh seed, with another memory
+    # layout and no measures: its runs join the curves as the 512-image rung
+    published = tmp_path / "pub.toml"
+    published.write_text(
+        SUITE.replace("batch_sizes = [32, 64]", "batch_sizes = [64]")
+        .replace("seeds = [0]", "seeds = [7]")
+        .replace("steps = 6", "images = 512\nchannels_last = true")
+        .replace("[regularization]\ndropout = [0.0, 0.3]\n", "")
+    )
+    pub_store = tmp_path / "pub.sqlite"
+    assert main(["run", str(published), "--store", str(pub_store), "--workdir",
+                 str(tmp_path / "w"), "--threads", "1", "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main([*argv, "--no-run", "--with", f"{pub_store}:latest"]) == 0
+    with (out / "curves.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    borrowed = [r for r in rows if r["source"] != "ladder"]
+    assert len(rows) == 10 and {(r["norm"], r["seed"], r["images"]) for r in borrowed} == {
+        ("bn", "7", "512"),
+        ("gnplus", "7", "512"),
+    }
+    page = (out / "README.md").read_text()
+    assert "## Borrowed runs" in page and f"`{pub_store}:1`: 2 runs at 512" in page
+    # a run of other training (another learning rate) is not a rung of this ladder
+    published.write_text(published.read_text().replace("[train]", "[train]\nlr = 0.3"))
+    assert main(["run", str(published), "--store", str(pub_store), "--workdir",
+                 str(tmp_path / "w"), "--threads", "1", "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main([*argv, "--no-run", "--with", f"{pub_store}:latest"]) == 2
+    assert "no unregularized job of that run trains a ladder arm" in capsys.readouterr().err
 
 
 def test_a_run_resumes_only_with_the_code_it_started_with(tmp_path):

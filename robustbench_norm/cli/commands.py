@@ -159,7 +159,10 @@ def _execute(args: argparse.Namespace, suite):
 
 
 def _cmd_curves(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
     from robustbench_norm.data import dataset_info
+    from robustbench_norm.reporting.check import parse_run_ref
     from robustbench_norm.reporting.curves import curve_frame, decide_plateau, write_curves
     from robustbench_norm.reporting.report import publish
     from robustbench_norm.suites.curves import Ladder, curve_suite
@@ -191,8 +194,18 @@ def _cmd_curves(args: argparse.Namespace) -> int:
         run_id = runs[-1]["id"]
         root = Path("leaderboards") if args.publish else Path("results") / "curves"
         out = Path(args.out or root / suite.name)
-        publish(store, run_id, out, writer=write_curves)
-        plateau = decide_plateau(curve_frame(store, run_id))
+        with ExitStack() as stack:
+            borrowed = []
+            for ref in args.borrow:
+                path, run = parse_run_ref(ref)
+                other = stack.enter_context(Store.open(path, read_only=True))
+                borrowed.append((other, other.resolve_run(run)))
+
+            def writer(s, r, staging):
+                return write_curves(s, r, staging, borrowed)
+
+            publish(store, run_id, out, writer=writer)
+            plateau = decide_plateau(curve_frame(store, run_id, borrowed))
     print(f"learning curves of run {run_id} ({suite.name}) written to {out}/")
     print(plateau.sentence(dataset_info(suite.dataset).train_size).replace("**", ""))
     for line in failed:

@@ -199,6 +199,15 @@ def _add_curves(sub) -> None:
     p.add_argument("--norms", nargs="+", default=None, help="norm labels (default: all)")
     p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=None)
     p.add_argument("--no-run", action="store_true", help="only write the page of finished runs")
+    p.add_argument(
+        "--with",
+        dest="borrow",
+        action="append",
+        default=[],
+        metavar="STORE:RUN",
+        help="also read the unregularized runs of another run that trained a ladder arm's "
+        "settings (e.g. a publication at one of the budgets, on fresh seeds)",
+    )
     _add_execution(p)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--out", default=None, help="default results/curves/<suite>-curves")

@@ -8,10 +8,22 @@ at B is about trained networks, not about learning speed. When no rung qualifies
 so, with the largest doubling measured and how much each layer still gained across it. Means
 are over seeds, each a separate draw; the seeds' values are printed beside them, since with two
 seeds a mean moves by about half a seed spread.
+
+**Borrowed runs.** A rung can also come from another run that trained exactly a ladder arm's
+settings at some budget — a publication on fresh seeds (``curves --with STORE:RUN``). Only
+fields that do not change the experiment may differ (:data:`NEUTRAL`: the seed, the budget,
+what is logged or measured along the way, the memory layout); each borrowed row names its
+source on the page.
+
+**How far to the plateau.** Where the ladder ends below its plateau, the page estimates what is
+left above its largest budget from the last two doublings: gains that shrink by a ratio r per
+doubling sum to g·r/(1 − r) beyond the last gain g. It is an extrapolation (geometric decay is
+what the measured rungs show, not a law), printed as such beside the measured gains.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +38,13 @@ from robustbench_norm.suites.store import Store
 #: a layer is at its plateau when doubling the budget moves its mean accuracy by at most this
 TOLERANCE = 0.01
 ARM = ["model", "norm", "batch_size"]
+#: training fields that do not change what a run measures: the draw, the budget, what is
+#: logged or measured on the way (training/stability.py: the measures do not touch training)
+#: and the memory layout (the same float32 arithmetic in another summation order)
+NEUTRAL = (
+    "seed", "images", "steps", "epochs", "stability", "log_every", "channels_last", "compile",
+)  # fmt: skip
+LADDER = "ladder"
 
 
 @dataclass
@@ -38,6 +57,9 @@ class Plateau:
     pair: tuple[int, int] | None
     #: (model, norm, batch size) → mean accuracy at 2B − at B
     gains: dict[tuple, float] = field(default_factory=dict)
+    #: (model, norm, batch size) → (largest budget measured, the gain still expected above it
+    #: by geometric extrapolation of its last two doublings; None without two positive gains)
+    remaining: dict[tuple, tuple[int, float | None]] = field(default_factory=dict)
 
     def sentence(self, train_size: int) -> str:
         if self.pair is None:
@@ -52,23 +74,57 @@ class Plateau:
                 f"**Plateau budget: {low}.** Every layer's mean clean accuracy at {high} is "
                 f"within {self.tolerance} of its accuracy at {low} (gain from doubling: {gains})."
             )
+        estimated = [r for _, r in self.remaining.values() if r is not None]
+        beyond = (
+            f" Extrapolated from the last two doublings, each layer is still "
+            f"{min(estimated):.3f}–{max(estimated):.3f} below its plateau at the largest "
+            "budget measured (table below)."
+            if estimated else ""
+        )  # fmt: skip
         return (
             f"**No plateau within the ladder.** The largest doubling measured, {low} → {high}, "
             f"still moves some layer by more than {self.tolerance} (gain: {gains}); the "
-            "plateau lies beyond it."
+            "plateau lies beyond it." + beyond
         )
 
 
-def curve_frame(store: Store, run_id: int) -> pd.DataFrame:
+COLUMNS = [*ARM, "seed", "images", "status", "value", "wall_seconds", "source"]
+
+
+def curve_frame(
+    store: Store, run_id: int, borrowed: list[tuple[Store, int]] = ()
+) -> pd.DataFrame:
     """One row per finished ladder job: model, norm, batch_size, seed, images, status, value
-    (clean accuracy; None for a diverged run), wall_seconds."""
+    (clean accuracy; None for a diverged run), wall_seconds, source (``ladder``, or
+    ``STORE:RUN`` for a borrowed run, see the module docstring)."""
+    ladder_jobs = store.jobs_of_run(run_id)
+    rows = _rows(store, run_id, ladder_jobs, LADDER)
+    arms = {_setting(j["spec"]["train"]) for j in ladder_jobs}
+    for other, other_run in borrowed:
+        jobs = [j for j in other.jobs_of_run(other_run)
+                if j["regularizer"] == "none" and _setting(j["spec"]["train"]) in arms]  # fmt: skip
+        if not jobs:
+            raise RobustBenchError(
+                f"--with {other.path}:{other_run}: no unregularized job of that run trains a "
+                "ladder arm's settings (only the seed, budget, logging, measures and memory "
+                f"layout may differ: {', '.join(NEUTRAL)})"
+            )
+        rows += _rows(other, other_run, jobs, f"{other.path}:{other_run}")
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _setting(train: dict) -> str:
+    return json.dumps({k: v for k, v in train.items() if k not in NEUTRAL}, sort_keys=True)
+
+
+def _rows(store: Store, run_id: int, jobs: list[dict], source: str) -> list[dict]:
     accuracy = {
         r["job_id"]: r["value"]
         for r in store.results_of_run(run_id)
         if r["family"] == "clean" and r["metric"] == "accuracy"
     }
     rows = []
-    for j in store.jobs_of_run(run_id):
+    for j in jobs:
         images = (j["spec"].get("train") or {}).get("images")
         if j["status"] not in ("done", "diverged") or images is None:
             continue
@@ -82,10 +138,10 @@ def curve_frame(store: Store, run_id: int) -> pd.DataFrame:
                 "status": j["status"],
                 "value": accuracy.get(j["id"]),
                 "wall_seconds": j["wall_seconds"],
+                "source": source,
             }
         )
-    columns = [*ARM, "seed", "images", "status", "value", "wall_seconds"]
-    return pd.DataFrame(rows, columns=columns)
+    return rows
 
 
 def decide_plateau(frame: pd.DataFrame, tolerance: float = TOLERANCE) -> Plateau:
@@ -95,13 +151,15 @@ def decide_plateau(frame: pd.DataFrame, tolerance: float = TOLERANCE) -> Plateau
     done = frame[frame.status == "done"]
     means = done.groupby([*ARM, "images"]).value.mean()
     runs = frame.groupby([*ARM, "images"]).size()
-    seeds = frame.seed.nunique()
+    # a whole rung has as many runs as the ladder has seeds (borrowed runs may add more)
+    seeds = frame[frame.source == LADDER].seed.nunique() if "source" in frame else 0
+    seeds = seeds or frame.seed.nunique()
     arms = list(dict.fromkeys(map(tuple, frame[ARM].itertuples(index=False))))
     budgets = sorted(set(frame.images))
 
     def whole(arm: tuple, budget: int) -> bool:
         key = (*arm, budget)
-        return runs.get(key, 0) == seeds and key in means.index
+        return runs.get(key, 0) >= seeds and key in means.index
 
     last = None
     for low in budgets:
@@ -113,14 +171,36 @@ def decide_plateau(frame: pd.DataFrame, tolerance: float = TOLERANCE) -> Plateau
         if all(abs(g) <= tolerance for g in gains.values()):
             last.budget = low
             return last
-    return last or Plateau(None, tolerance, None)
+    if last is None:
+        return Plateau(None, tolerance, None)
+    last.remaining = {a: _remaining(means, a, budgets) for a in arms}
+    return last
 
 
-def write_curves(store: Store, run_id: int, out_dir: str | Path) -> list[Path]:
+def _remaining(means: pd.Series, arm: tuple, budgets: list[int]) -> tuple[int, float | None]:
+    """(largest budget with a mean, the gain still expected above it): the last two doubling
+    gains g₁, g₂ shrink by r = g₂/g₁ per doubling, so g₂·r/(1 − r) is left (see the module
+    docstring). None unless both gains are positive and shrink by at least a tenth (near
+    r = 1 the sum has no useful bound)."""
+    have = [b for b in budgets if (*arm, b) in means.index]
+    top = have[-1]
+    if len(have) < 3 or have[-2] * 2 != top or have[-3] * 2 != have[-2]:
+        return top, None
+    g1 = means[(*arm, have[-2])] - means[(*arm, have[-3])]
+    g2 = means[(*arm, top)] - means[(*arm, have[-2])]
+    if g1 <= 0 or g2 <= 0 or g2 / g1 > 0.9:
+        return top, None
+    r = g2 / g1
+    return top, float(g2 * r / (1 - r))
+
+
+def write_curves(
+    store: Store, run_id: int, out_dir: str | Path, borrowed: list[tuple[Store, int]] = ()
+) -> list[Path]:
     """The learning-curve folder of a ``curves`` run: README.md, curves.csv, curves.png and
-    ladder.toml, each a function of the store alone."""
+    ladder.toml, each a function of the store (and the borrowed runs' stores) alone."""
     run = store.run(run_id)
-    frame = curve_frame(store, run_id)
+    frame = curve_frame(store, run_id, borrowed)
     if frame.empty:
         raise RobustBenchError(
             f"run {run_id} ({run['suite']}) in {store.path} has no finished ladder job yet; "
@@ -182,6 +262,18 @@ def _markdown(run: dict, frame: pd.DataFrame, plateau: Plateau, train_size: int,
                 for b in pairs
             ]
             md.append(f"| {_arm_label(arm)} | " + " | ".join(gains) + " |")
+    md += _remaining_markdown(plateau, train_size)
+    borrowed = sorted(set(frame.source) - {LADDER})
+    if borrowed:
+        md += ["", "## Borrowed runs", ""]
+        for source in borrowed:
+            rows = frame[frame.source == source]
+            budgets = ", ".join(_budget_label(b, train_size) for b in sorted(set(rows.images)))
+            seeds = ", ".join(map(str, sorted(set(rows.seed))))
+            md.append(
+                f"- `{source}`: {len(rows)} runs at {budgets}, seeds {seeds} — the same "
+                f"training as the ladder's arms but for {', '.join(NEUTRAL)}"
+            )
     p = run["provenance"]
     md += [
         "",
@@ -194,6 +286,26 @@ def _markdown(run: dict, frame: pd.DataFrame, plateau: Plateau, train_size: int,
         "",
     ]
     return "\n".join(md)
+
+
+def _remaining_markdown(plateau: Plateau, train_size: int) -> list[str]:
+    if not plateau.remaining or plateau.budget is not None:
+        return []
+    md = [
+        "",
+        "## How far each layer still is from its plateau (extrapolated)",
+        "",
+        "At the largest budget measured for it, the gain still expected from the last two "
+        "doublings if each keeps shrinking by their ratio (see reporting/curves.py): an "
+        "estimate, not a measurement.",
+        "",
+        "| model · norm · bs | largest budget | still to gain (estimate) |",
+        "|---|---:|---:|",
+    ]
+    for arm, (budget, left) in plateau.remaining.items():
+        shown = "—" if left is None else f"{left:.3f}"
+        md.append(f"| {_arm_label(arm)} | {_budget_label(budget, train_size)} | {shown} |")
+    return md
 
 
 def _cell(rung: pd.DataFrame) -> str:
