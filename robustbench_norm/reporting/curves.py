@@ -91,9 +91,7 @@ class Plateau:
 COLUMNS = [*ARM, "seed", "images", "status", "value", "wall_seconds", "source"]
 
 
-def curve_frame(
-    store: Store, run_id: int, borrowed: list[tuple[Store, int]] = ()
-) -> pd.DataFrame:
+def curve_frame(store: Store, run_id: int, borrowed: list[tuple[Store, int]] = ()) -> pd.DataFrame:
     """One row per finished ladder job: model, norm, batch_size, seed, images, status, value
     (clean accuracy; None for a diverged run), wall_seconds, source (``ladder``, or
     ``STORE:RUN`` for a borrowed run, see the module docstring)."""
