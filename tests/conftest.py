@@ -14,8 +14,12 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 @pytest.fixture(autouse=True)
 def _seed():
+    """Every test starts from the same seed and the same torch thread count: a command run
+    in-process with --threads 1 must not change the arithmetic of the tests after it."""
+    threads = torch.get_num_threads()
     torch.manual_seed(0)
     yield
+    torch.set_num_threads(threads)
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

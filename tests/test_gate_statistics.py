@@ -158,7 +158,7 @@ def test_pooling_nights_raises_the_power_against_the_planted_regression():
         {m: 0.48 + 0.10 * rng.standard_normal() for m in PRIMARY} for _ in range(40)
     ]}  # fmt: skip
     rates = [
-        flag_rate(base, planted, 2, settings, splits=300, seed=k, base_size=2 * k)
+        flag_rate(base, planted, 2, settings, splits=200, seed=k, base_size=2 * k)
         for k in (1, 3, 6)
     ]
     assert rates[0] < 0.5  # one night against one: mostly missed

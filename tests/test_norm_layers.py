@@ -401,3 +401,20 @@ def test_float32_at_a_large_offset_matches_float64_in_either_layout(name, layout
     got = layer32(x64.float().contiguous(memory_format=layout)).double()
     # float32 holds 1000 + x to ~6e-5; normalizing by σ ≈ 1 keeps that absolute error
     torch.testing.assert_close(got, expected, rtol=0, atol=5e-4)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: with ONE torch thread the kernels path of GN+ on a channels_last input "
+    "misses float64 by up to 9.7e-4 at an offset of 1000 (2 threads: within 5e-4); found "
+    "2026-11-30, not yet fixed (the default fused path is not affected)",
+)
+def test_gnplus_kernels_at_a_large_offset_with_one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        test_float32_at_a_large_offset_matches_float64_in_either_layout(
+            "gnplus:kernels", torch.channels_last
+        )
+    finally:
+        torch.set_num_threads(threads)

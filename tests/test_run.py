@@ -150,6 +150,7 @@ def test_worker_processes_give_the_sequential_results(tiny, tmp_path):
         assert comparable(results_by_key(store, summary.run_id)) == tiny["results"]
 
 
+@pytest.mark.slow  # 22 s of Ray start-up; the Ray path's other test is slow too (make test-slow)
 def test_ray_executor_runs_the_matrix_with_the_same_results(tiny, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
