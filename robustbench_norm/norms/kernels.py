@@ -19,11 +19,12 @@ product with z, so, with s = Σ dy·z where needed,
 
 (for ``gn_first``/``bn_first`` the z term's Σ dy·z stands in for dw_g or dw_b). A call is then a
 handful of ops in each direction, whatever the variant (``benchmarks/norm_speed.py
---count-ops``). The kernels use Welford or two-pass reductions; the one exception is ATen's CPU
-group norm on a channels_last tensor, which accumulates E[x²] − E[x]² and loses float32 precision
-at large offsets, and CUDA's group norm refuses channels_last input: the group-norm input is
-therefore always made contiguous (:func:`group_norm_input`), and the output is returned in the
-input's memory format.
+--count-ops``). The kernels use Welford or two-pass reductions; the exceptions are ATen's CPU
+group norm on a channels_last tensor, and its CPU batch norm on one with a single thread, which
+accumulate E[x²] − E[x]² and lose float32 precision at large offsets (9.7e-4 at an offset of
+1000 through GN+'s BN branch); and CUDA's group norm refuses channels_last input. Both branches
+therefore read the contiguous copy (:func:`group_norm_input`), and the output is returned in
+the input's memory format.
 """
 
 from __future__ import annotations
@@ -86,13 +87,13 @@ class GNPlusKernels(torch.autograd.Function):
         w_g = weight * lam
         w_b = weight - w_g
         if variant == "parallel":
-            xg = group_norm_input(xs)
+            xg = group_norm_input(xs)  # both branches read it (see group_norm_input)
             y_g, g_mean, g_rstd = _gn(xg, w_g, bias, n, c, h * w, groups, eps)
             y, b_mean, b_invstd = _bn(
-                xs, w_b, None, running_mean, running_var, training, momentum, eps
+                xg, w_b, None, running_mean, running_var, training, momentum, eps
             )
             y = y.add_(y_g)
-            saved = (xs, xg, xg)
+            saved = (xg, xg, xg)
         elif variant == "gn_first":
             xg = group_norm_input(xs)
             z, g_mean, g_rstd = _gn(xg, None, None, n, c, h * w, groups, eps)
@@ -102,13 +103,13 @@ class GNPlusKernels(torch.autograd.Function):
             y = y.addcmul_(z, _channel_view(w_g))
             saved = (z, xg, z)
         else:  # bn_first
+            xg = group_norm_input(xs)
             z, b_mean, b_invstd = _bn(
-                xs, None, None, running_mean, running_var, training, momentum, eps
+                xg, None, None, running_mean, running_var, training, momentum, eps
             )
-            zg = group_norm_input(z)
-            y, g_mean, g_rstd = _gn(zg, w_g, bias, n, c, h * w, groups, eps)
+            y, g_mean, g_rstd = _gn(z, w_g, bias, n, c, h * w, groups, eps)
             y = y.addcmul_(z, _channel_view(w_b))
-            saved = (xs, zg, z)
+            saved = (xg, z, z)
         saved += (weight, lam, w_g, w_b, g_mean, g_rstd, b_mean, b_invstd)
         return _keep(ctx, x, y, saved, (running_mean, running_var), state, training)
 
