@@ -73,18 +73,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         if held.exists():
             _copy_store(held, grown)
         with Store.open(args.store, read_only=True) as work, Store.open(grown) as history:
-            pool = baseline_pool(history, suite.name, work, summary.run_id)
-            report = None
-            if pool.baseline is not None:
-                report = compare_runs(
-                    (history, pool.baseline), (work, summary.run_id), settings, pool=pool.runs
-                )
-                report.baseline = f"{held}:{pool.baseline}" + (
-                    f" + {len(pool.runs) - 1} pooled" if len(pool.runs) > 1 else ""
-                )
-                verdict = report.verdict
-            else:
-                verdict = "first" if not summary.failed else "incomplete"
+            pool, report, verdict = _judge(history, work, summary, suite.name, settings, held)
             document = {
                 "schema": NIGHTLY_SCHEMA,
                 "suite": suite.name,
@@ -113,6 +102,19 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     else:
         code = CHECK_EXIT[verdict]
     return EXIT_REGRESSION if code == EXIT_OK and nights.drifting else code
+
+
+def _judge(history: Store, work: Store, summary, suite: str, settings, held: Path):
+    """(pool, check report or None, verdict) of the night's run against the trusted earlier
+    nights; a night with nothing to compare with is ``first`` (``incomplete`` if jobs failed)."""
+    pool = baseline_pool(history, suite, work, summary.run_id)
+    if pool.baseline is None:
+        return pool, None, "first" if not summary.failed else "incomplete"
+    candidate = (work, summary.run_id)
+    report = compare_runs((history, pool.baseline), candidate, settings, pool=pool.runs)
+    pooled = f" + {len(pool.runs) - 1} pooled" if len(pool.runs) > 1 else ""
+    report.baseline = f"{held}:{pool.baseline}{pooled}"  # the published path, not the copy's
+    return pool, report, report.verdict
 
 
 def _reasons(report) -> list[str]:
