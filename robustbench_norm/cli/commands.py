@@ -96,7 +96,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from robustbench_norm.suites.suite import load_suite
 
     suite = load_suite(args.suite)
-    summary = _execute(args, suite)
+    summary = execute_suite(args, suite)
     print(
         f"run {summary.run_id} of suite {suite.name!r}: {summary.total} jobs, "
         f"{summary.reused} reused, {summary.executed} executed, {len(summary.diverged)} "
@@ -108,7 +108,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_JOBS_FAILED if summary.failed else EXIT_OK
 
 
-def _execute(args: argparse.Namespace, suite):
+def execute_suite(args: argparse.Namespace, suite):
     """Run ``suite``'s jobs into the store with the execution flags of `run` and `curves`,
     printing each job as it finishes; the run's summary."""
     from robustbench_norm.suites.execute import RunSettings, check_run_settings, run_suite
@@ -176,7 +176,7 @@ def _cmd_curves(args: argparse.Namespace) -> int:
         tuple(args.budgets), tuple(args.seeds), chosen(args.norms), chosen(args.batch_sizes)
     )
     suite = curve_suite(load_suite(args.suite), ladder)
-    failed = [] if args.no_run else _execute(args, suite).failed
+    failed = [] if args.no_run else execute_suite(args, suite).failed
     with Store.open(args.store, read_only=True) as store:
         every = store.runs(suite.name)
         runs = [r for r in every if store.run(r["id"])["suite_hash"] == suite.hash]

@@ -32,7 +32,7 @@ from robustbench_norm.cli.commands import (
     EXIT_JOBS_FAILED,
     EXIT_OK,
     EXIT_REGRESSION,
-    _execute,
+    execute_suite,
     gate_settings,
 )
 from robustbench_norm.errors import RobustBenchError, StorageError
@@ -66,7 +66,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     if not args.quiet:
         seeds = sorted({j.train.seed for j in tonight.jobs})
         print(f"night {night} of suite {suite.name!r}: seeds {seeds}", file=sys.stderr)
-    summary = _execute(args, tonight)
+    summary = execute_suite(args, tonight)
 
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.history-", dir=_parent(out)) as tmp:
         grown = Path(tmp) / "store.sqlite"
