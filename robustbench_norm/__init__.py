@@ -44,6 +44,8 @@ _EXPORTS = {
     "Store": "suites.store",
     "write_report": "reporting.report",
     "compare_runs": "reporting.check",
+    "baseline_pool": "reporting.pool",
+    "detect_drift": "reporting.drift",
     "benchmark": "suites.external",
     "InputAdapter": "evaluation.adapters",
     "StorageError": "errors",
@@ -70,10 +72,12 @@ __all__ = [
     "TrainSpec",
     "__version__",
     "available",
+    "baseline_pool",
     "benchmark",
     "build_model",
     "compare_runs",
     "convert_norms",
+    "detect_drift",
     "evaluate",
     "load_split",
     "load_suite",
@@ -126,6 +130,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     )
     from robustbench_norm.perturb.attacks import AttackSpec
     from robustbench_norm.reporting.check import compare_runs
+    from robustbench_norm.reporting.drift import detect_drift
+    from robustbench_norm.reporting.pool import baseline_pool
     from robustbench_norm.reporting.report import write_report
     from robustbench_norm.suites.execute import RunSettings, run_suite
     from robustbench_norm.suites.external import benchmark
