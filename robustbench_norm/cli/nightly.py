@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -71,7 +70,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.history-", dir=_parent(out)) as tmp:
         grown = Path(tmp) / "store.sqlite"
         if held.exists():
-            _copy_store(held, grown)
+            with Store.open(held, read_only=True) as published:
+                published.export_all(grown)
         with Store.open(args.store, read_only=True) as work, Store.open(grown) as history:
             pool, report, verdict = _judge(history, work, summary, suite.name, settings, held)
             document = {
@@ -94,7 +94,13 @@ def cmd_nightly(args: argparse.Namespace) -> int:
             def writer(store: Store, run: int, staging: Path) -> list[Path]:
                 return write_report(store, run, staging, folder=out, history=nights)
 
-            paths = publish(history, run_id, out, writer=writer, export=_export_history)
+            paths = publish(
+                history,
+                run_id,
+                out,
+                writer=writer,
+                export=lambda store, _, dest: store.export_all(dest),
+            )
     document["published"] = str(out)
     _print(args, document, report, pool, out, paths)
     if verdict in ("first", "incomplete"):
@@ -129,33 +135,6 @@ def _parent(out: Path) -> Path:
     except OSError as e:
         raise StorageError(f"cannot create {parent} for --out {out}: {e.strerror}") from None
     return parent
-
-
-def _copy_store(source: Path, dest: Path) -> None:
-    """A consistent copy of a (possibly WAL-mode) store, through SQLite's backup API."""
-    try:
-        src = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True)
-        try:
-            target = sqlite3.connect(dest)
-            with target:
-                src.backup(target)
-            target.close()
-        finally:
-            src.close()
-    except sqlite3.Error as e:
-        raise StorageError(
-            f"cannot read the history {source}: {e}; restore it (git checkout -- {source}) or "
-            "pass another --out"
-        ) from None
-
-
-def _export_history(store: Store, run_id: int, dest: Path) -> None:
-    """The published store of a nightly: the whole history, compacted into one file."""
-    del run_id  # every night goes, not one run
-    store.conn.execute("VACUUM INTO ?", (str(dest),))
-    out = sqlite3.connect(dest, isolation_level=None)
-    out.execute("PRAGMA journal_mode = DELETE")
-    out.close()
 
 
 def _print(args, document: dict, report, pool, out: Path, paths: list[Path]) -> None:

@@ -182,8 +182,6 @@ class CheckReport:
     unwatched: list[str] = field(default_factory=list)
     #: the runs whose jobs the statistical tier pooled as the baseline (the baseline run first)
     pooled: list[int] = field(default_factory=list)
-    #: per primary (norm, setting, metric, condition): the power against ``detect``
-    power: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def reasons(self) -> list[str]:
@@ -251,7 +249,14 @@ class CheckReport:
             "comparisons": [c.to_dict() for c in self.comparisons],
             "pooled_runs": self.pooled,
             "baseline_runs_per_setting": self.baseline_runs(),
-            "power": {name: statistics.finite_or_none(p) for name, p in self.power},
+            "power": {
+                f"{c.norm} · {c.setting} · {c.metric}"
+                + (f" · {c.condition}" if c.condition != "—" else ""): statistics.finite_or_none(
+                    c.power
+                )
+                for c in self.comparisons
+                if c.tier == "primary"
+            },
         }
 
     def baseline_runs(self) -> dict[str, int]:
@@ -285,9 +290,7 @@ def compare_runs(
     report.environment = environment_differences(
         bstore.run(brun)["provenance"], cstore.run(crun)["provenance"]
     )
-    # benchmarked external models are single models on the board, not the suite's draws
-    bjobs, cjobs = ([j for j in s.jobs_of_run(r) if "external" not in j["spec"]]
-                    for s, r in ((bstore, brun), (cstore, crun)))  # fmt: skip
+    bjobs, cjobs = drawn_jobs(bstore, brun), drawn_jobs(cstore, crun)
     report.differences = setting_differences(bjobs, cjobs)
     bvalues, cvalues = _values_by_job(bstore, brun), _values_by_job(cstore, crun)
     settings, report.unwatched = _measured_defaults(settings, bvalues)
@@ -303,18 +306,21 @@ def compare_runs(
         report.fingerprint_note = "the candidate run has no fingerprints: exact tier skipped"
     else:
         report.fingerprints = compare_fingerprints(bprints, cprints)
-    pjobs = [j for r in pooled for j in bstore.jobs_of_run(r) if "external" not in j["spec"]]
-    pvalues = {k: v for r in pooled for k, v in _values_by_job(bstore, r).items()}
+    # the pooled runs join the baseline run's jobs and values in the statistical tier
+    others = pooled[1:]
+    pjobs = bjobs + [j for r in others for j in drawn_jobs(bstore, r)]
+    pvalues = {**bvalues, **{k: v for r in others for k, v in _values_by_job(bstore, r).items()}}
     report.comparisons = _statistics(pjobs, cjobs, pvalues, cvalues, settings)
-    report.power = [
-        (f"{c.norm} · {c.setting} · {c.metric}" + (f" · {c.condition}" if c.condition != "—"
-         else ""), c.power)
-        for c in report.comparisons if c.tier == "primary"
-    ]  # fmt: skip
     return report
 
 
 # -- data ----------------------------------------------------------------------------------------
+
+
+def drawn_jobs(store: Store, run_id: int) -> list[dict]:
+    """The run's jobs that are draws of the suite: benchmarked external models are single
+    models on the board, not training runs, so no tier compares them."""
+    return [j for j in store.jobs_of_run(run_id) if "external" not in j["spec"]]
 
 
 def _setting(job: dict) -> tuple:

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from robustbench_norm.norms.fingerprint import compare_fingerprints
-from robustbench_norm.reporting import statistics
 from robustbench_norm.reporting.drift import WINDOW, DriftFinding, detect_drift, night_series
-from robustbench_norm.reporting.leaderboard import MIN_RUNS_FOR_INTERVAL
+from robustbench_norm.reporting.leaderboard import MIN_RUNS_FOR_INTERVAL, Cell
 from robustbench_norm.reporting.pool import baseline_pool
 from robustbench_norm.suites.nights import Night, nights_of
 from robustbench_norm.suites.store import Store
@@ -83,13 +82,7 @@ class History:
         )
 
     def cell(self, series: str, i: int) -> str:
-        values = self.series[series][i]
-        if not values:
-            return "—"
-        if len(values) < MIN_RUNS_FOR_INTERVAL:
-            return " / ".join(f"{v:.3f}" for v in values)
-        mean, lo, hi = statistics.mean_interval(values, (0.0, 1.0))
-        return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+        return Cell(self.series[series][i]).text()  # as the leaderboard's tables write it
 
     def table(self, metric: str) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
         """(headers, rows) of one metric: a row per night, a column per norm and setting."""

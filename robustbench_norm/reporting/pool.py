@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from robustbench_norm.norms.fingerprint import compare_fingerprints
-from robustbench_norm.reporting.check import setting_differences
+from robustbench_norm.reporting.check import drawn_jobs, setting_differences
 from robustbench_norm.suites.nights import Night, nights_of
 from robustbench_norm.suites.store import Store
 
@@ -60,7 +60,7 @@ def compute_class(jobs: list[dict]) -> str:
 
 def baseline_pool(history: Store, suite: str, candidate: Store, run_id: int) -> Pool:
     """The nights of ``suite`` in ``history`` that the candidate run is compared with."""
-    cjobs = [j for j in candidate.jobs_of_run(run_id) if "external" not in j["spec"]]
+    cjobs = drawn_jobs(candidate, run_id)
     compute = compute_class(cjobs)
     eligible: list[Night] = []
     left_out: list[str] = []
@@ -68,7 +68,7 @@ def baseline_pool(history: Store, suite: str, candidate: Store, run_id: int) -> 
         if not night.trusted:
             left_out.append(f"night {night.night}: its check did not pass ({night.verdict})")
             continue
-        jobs = [j for j in history.jobs_of_run(night.run_id) if "external" not in j["spec"]]
+        jobs = drawn_jobs(history, night.run_id)
         if compute_class(jobs) != compute:
             left_out.append(
                 f"night {night.night}: trained as {compute_class(jobs)}, this night as {compute}"

@@ -277,11 +277,16 @@ class Store(StoreFile):
                     )
         finally:
             self.conn.execute("DETACH DATABASE out")
-        out = sqlite3.connect(dest, isolation_level=None)
-        out.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
-        out.execute("VACUUM")
-        out.close()
-        return dest
+        return _self_contained(dest)
+
+    def export_all(self, dest: str | Path) -> Path:
+        """Copy the whole store, every run, into a new compact file: a nightly's history, or
+        a consistent copy of a store another process may be writing (works read-only too)."""
+        dest = Path(dest)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(dest) + suffix).unlink(missing_ok=True)
+        self.conn.execute("VACUUM INTO ?", (str(dest),))
+        return _self_contained(dest)
 
     # -- fingerprints ---------------------------------------------------------------------
     def save_fingerprints(self, run_id: int, prints: dict[str, dict]) -> None:
@@ -348,3 +353,12 @@ class Store(StoreFile):
             (r["family"], r["name"], r["parameter"]): unpack_flags(r["correct"], r["count"])
             for r in rows
         }
+
+
+def _self_contained(path: Path) -> Path:
+    """One file with no -wal beside it, compacted: what a leaderboard ships."""
+    out = sqlite3.connect(path, isolation_level=None)
+    out.execute("PRAGMA journal_mode = DELETE")
+    out.execute("VACUUM")
+    out.close()
+    return path
