@@ -2,7 +2,9 @@
 
 Two measurements:
   1. each layer alone at the four ResNet-18 (CIFAR stem) activation shapes;
-  2. one full ResNet-18 training step (forward, backward, SGD update) with each layer.
+  2. one full training step (forward, backward, SGD update) with each layer: ResNet-18 (CIFAR
+     stem, 3×32×32), or with ``--model resnet20-w8`` the suites' own network (ResNet-20 width 8,
+     groups 4, 1×28×28), whose small activations make a GPU step launch-bound.
 ``--count-ops`` prints instead the ATen ops of one call of every layer (forward, backward, and
 how many of them launch a kernel): on a GPU each launch costs ~5 µs whatever the tensor size.
 
@@ -13,6 +15,7 @@ Usage:
   python benchmarks/norm_speed.py --count-ops
   python benchmarks/norm_speed.py --device cuda --batch 128 --channels-last --bf16
   python benchmarks/norm_speed.py --norms gnplus:fused gnplus:kernels --compile
+  python benchmarks/norm_speed.py --device cuda --model resnet20-w8 --batch 8 --norms gnplus:triton
 Absolute times are printed for context only; compare the ratios.
 """
 
@@ -30,6 +33,7 @@ from torch import nn
 
 from robustbench_norm.norms import convert_norms, make_norm, norm_options
 from robustbench_norm.norms.op_count import count_ops, launches
+from robustbench_norm.training.models import build_model
 
 RESNET18_SHAPES = [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4)]
 #: every layer, and each moment layer (GN+ variants, BGN, CN) on both of its eager paths
@@ -64,11 +68,11 @@ def timed_round_robin(
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
-def parse(spec: str) -> tuple[str, dict]:
+def parse(spec: str, groups: int = 32) -> tuple[str, dict]:
     """NAME[-VARIANT][:IMPL] → (registry name, options)."""
     name, _, impl = spec.partition(":")
     name, _, variant = name.partition("-")
-    options = {"groups": 32} if "groups" in (norm_options(name) or []) else {}
+    options = {"groups": groups} if "groups" in (norm_options(name) or []) else {}
     options.update({"impl": impl} if impl else {}, **({"variant": variant} if variant else {}))
     return name, options
 
@@ -100,14 +104,24 @@ def cifar_resnet18(spec: str) -> nn.Module:
     return convert_norms(model, name, **options)
 
 
+def suite_resnet20(spec: str) -> nn.Module:
+    """The suites' network: ResNet-20 width 8 on 1×28×28 images, 4 groups per grouped layer."""
+    name, options = parse(spec, groups=4)
+    return build_model("resnet20", name, num_classes=10, in_channels=1, width=8, **options)
+
+
+MODELS = {"resnet18": (cifar_resnet18, (3, 32, 32)), "resnet20-w8": (suite_resnet20, (1, 28, 28))}
+
+
 def model_step(spec: str, batch: int, args, device, compiled: bool = False) -> Callable[[], None]:
-    model = cifar_resnet18(spec).to(device)
+    build, shape = MODELS[args.model]
+    model = build(spec).to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if compiled:
         model = torch.compile(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.rand(batch, 3, 32, 32, device=device)
+    x = torch.rand(batch, *shape, device=device)
     if args.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -153,6 +167,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--batch", type=int, default=None, help="default: 32 on CPU, 128 on CUDA")
     p.add_argument("--repeats", type=int, default=None, help="timed repetitions (median reported)")
+    p.add_argument("--model", choices=sorted(MODELS), default="resnet18", help="for the step")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the model step")
     p.add_argument("--float64", action="store_true", help="layers alone in float64")
@@ -190,7 +205,7 @@ def main() -> None:
     if args.compile:
         steps |= {f"{n} compiled": model_step(n, batch, args, device, True) for n in names}
     report(
-        "ResNet-18 (CIFAR stem) training step",
+        f"{args.model} training step",
         timed_round_robin(steps, device, max(3, repeats // 2)),
     )
 

@@ -3,6 +3,11 @@ import shutil
 import sys
 from pathlib import Path
 
+# impl="triton" runs on CPU tensors only in Triton's interpreter, and triton.language's own
+# helpers pick it when triton is first imported (torch may import it), so it is switched on
+# before torch is imported; it changes nothing else (auto picks triton only for CUDA tensors).
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest
 import torch
 
@@ -42,3 +47,17 @@ def browser():
     driver = webdriver.Chrome(options=options, service=service)
     yield driver
     driver.quit()
+
+
+@pytest.fixture
+def triton_interpreter():
+    """The Triton kernels, in the interpreter switched on above (for ``impl="triton"`` tests)."""
+    pytest.importorskip("triton")
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from robustbench_norm.norms import triton_layers
+
+    assert triton_layers.interpreting(), "TRITON_INTERPRET=0 in the environment: unset it"
+    kernels = triton_layers._kernels()
+    assert isinstance(kernels.moments_kernel, InterpretedFunction)
+    return triton_layers

@@ -15,6 +15,14 @@ from robustbench_norm.norms import GNPLUS_VARIANTS, make_norm
 F64 = torch.float64
 
 
+@pytest.fixture(autouse=True)
+def _triton_on_cpu(request):
+    """A test parametrized with ``impl="triton"`` runs the kernels in Triton's CPU interpreter."""
+    call = getattr(request.node, "callspec", None)
+    if call and any("triton" in str(v) for v in call.params.values()):
+        request.getfixturevalue("triton_interpreter")
+
+
 def randomize_affine(layer: torch.nn.Module) -> None:
     """Non-trivial γ, β (and θ, v) so that a wrong broadcast cannot hide behind ones and zeros."""
     with torch.no_grad():
@@ -39,7 +47,7 @@ def sample(shape=(6, 8, 5, 4), offset=0.0) -> torch.Tensor:
 
 @pytest.mark.parametrize("variant", GNPLUS_VARIANTS)
 @pytest.mark.parametrize("per_channel", [False, True])
-@pytest.mark.parametrize("impl", ["fused", "kernels", "autograd"])
+@pytest.mark.parametrize("impl", ["fused", "kernels", "triton", "autograd"])
 def test_gnplus_matches_reference_train_then_eval(variant, per_channel, impl):
     layer = make_norm(
         "gnplus", 8, groups=4, variant=variant, per_channel_lambda=per_channel, impl=impl
@@ -73,7 +81,7 @@ def test_gnplus_matches_reference_train_then_eval(variant, per_channel, impl):
 @pytest.mark.parametrize("variant", GNPLUS_VARIANTS)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("per_channel", [False, True])
-@pytest.mark.parametrize("impl", ["fused", "kernels"])
+@pytest.mark.parametrize("impl", ["fused", "kernels", "triton"])
 def test_gnplus_hand_derived_backward_passes_gradcheck(variant, training, per_channel, impl):
     layer = make_norm(
         "gnplus", 6, groups=3, variant=variant, per_channel_lambda=per_channel, impl=impl
@@ -93,11 +101,15 @@ def test_gnplus_hand_derived_backward_passes_gradcheck(variant, training, per_ch
         p.detach().clone().requires_grad_() for p in (layer.weight, layer.bias, layer.lambda_logit)
     ]
     layer.train(training)
-    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-7)
+    # Triton's interpreter costs ~80 ms a call, and the full check ~350 calls: there it checks
+    # the Jacobian along random directions instead (a wrong entry still fails it), and
+    # test_norm_triton compares every gradient with the float64 autograd path entry by entry.
+    fast = impl == "triton"
+    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-7, fast_mode=fast)
 
 
 @pytest.mark.parametrize("variant", GNPLUS_VARIANTS)
-@pytest.mark.parametrize("impl", ["fused", "kernels"])
+@pytest.mark.parametrize("impl", ["fused", "kernels", "triton"])
 def test_hand_derived_and_autograd_paths_agree_in_float32(variant, impl):
     torch.manual_seed(1)
     fused = make_norm("gnplus", 64, variant=variant, impl=impl)
@@ -189,7 +201,7 @@ def test_batch_group_norm_matches_reference(impl):
     torch.testing.assert_close(layer(x), ref.affine(ref.bgn(x, 2, False, running), g, b))
 
 
-@pytest.mark.parametrize("impl", ["fused", "kernels", "autograd"])
+@pytest.mark.parametrize("impl", ["fused", "kernels", "triton", "autograd"])
 def test_continual_norm_matches_reference(impl):
     layer = make_norm("cn", 8, groups=4, impl=impl).double()
     randomize_affine(layer)
@@ -249,6 +261,7 @@ def test_bn_matches_reference_and_running_stats():
         ("bgn", "kernels"),
         ("cn", "fused"),
         ("cn", "kernels"),
+        ("cn", "triton"),
         ("evonorm_s0", None),
     ],
 )
@@ -267,7 +280,8 @@ def test_peer_layers_pass_gradcheck(name, impl, training):
             layer, dict(zip(names, ps, strict=True)), (x,), strict=False
         )
 
-    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-7)
+    fast = impl == "triton"  # see test_gnplus_hand_derived_backward_passes_gradcheck
+    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-7, fast_mode=fast)
 
 
 # -- properties shared by every layer ------------------------------------------------------
@@ -282,6 +296,13 @@ KERNELS = [
     "bgn:kernels",
     "cn:kernels",
 ]
+#: GN+ and CN again, on the Triton kernels (through Triton's CPU interpreter here)
+TRITON = [
+    "gnplus:triton",
+    "gnplus-gn_first:triton",
+    "gnplus-bn_first:triton",
+    "cn:triton",
+]
 
 
 def build(name: str, channels: int = 16, **extra) -> torch.nn.Module:
@@ -293,7 +314,7 @@ def build(name: str, channels: int = 16, **extra) -> torch.nn.Module:
     return make_norm(name, channels, **options, **extra)
 
 
-@pytest.mark.parametrize("name", ALL + KERNELS)
+@pytest.mark.parametrize("name", ALL + KERNELS + TRITON)
 def test_eval_output_of_a_sample_does_not_depend_on_its_batch(name):
     layer = build(name)
     randomize_affine(layer)
@@ -308,7 +329,7 @@ def test_eval_output_of_a_sample_does_not_depend_on_its_batch(name):
         )
 
 
-@pytest.mark.parametrize("name", ALL + KERNELS)
+@pytest.mark.parametrize("name", ALL + KERNELS + TRITON)
 @pytest.mark.parametrize("training", [True, False])
 def test_channels_last_gives_the_contiguous_result(name, training):
     layer = build(name)
@@ -331,7 +352,7 @@ def test_channels_last_gives_the_contiguous_result(name, training):
     assert xc.grad.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("name", ALL + KERNELS)
+@pytest.mark.parametrize("name", ALL + KERNELS + TRITON)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_matches_float32_within_low_precision_tolerance(name, dtype):
     torch.manual_seed(3)
@@ -350,7 +371,7 @@ def test_autocast_matches_float32_within_low_precision_tolerance(name, dtype):
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
 
 
-@pytest.mark.parametrize("name", ["bn", "gnplus", "bgn", "cn", *KERNELS])
+@pytest.mark.parametrize("name", ["bn", "gnplus", "bgn", "cn", *KERNELS, *TRITON])
 def test_single_value_per_statistic_in_training_raises_like_batchnorm(name):
     layer = build(name, 4) if name != "bn" else make_norm("bn", 4)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
@@ -385,8 +406,11 @@ def test_gnplus_matches_reference_on_random_shapes(n, groups, per_group, hw, var
     torch.testing.assert_close(layer(x), expected, rtol=1e-9, atol=1e-9)
 
 
+LARGE_OFFSET = ["gnplus:fused", "gnplus:kernels", "gnplus:autograd", "bgn", "cn", "cn:kernels"]
+
+
 @pytest.mark.parametrize(
-    "name", ["gnplus:fused", "gnplus:kernels", "gnplus:autograd", "bgn", "cn", "cn:kernels"]
+    "name", [*LARGE_OFFSET, "gnplus:triton", "gnplus-bn_first:triton", "cn:triton"]
 )
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("threads", [1, 2])

@@ -1,6 +1,9 @@
 """CUDA correctness of the moment layers against a float64 CPU reference: every GN+ variant, CN
-and BGN, on every eager path (fused, kernels) and compiled, contiguous and channels_last, at two
-input offsets. Prints one line per case; run by run.sh on a GPU machine (torch only)."""
+and BGN, on every eager path (fused, kernels, triton: GN+ and CN) and compiled, contiguous and
+channels_last, at two input offsets, with the gradients of x, γ and (GN+) θ and the running
+mean. Prints one line per case; run by run.sh on a GPU machine (torch only).
+
+    python benchmarks/gpu/check_layers.py [cuda|cpu] [IMPL ...]"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import torch
 from robustbench_norm import make_norm
 
 DEV = sys.argv[1] if len(sys.argv) > 1 else "cuda"  # "cpu" to try the script itself
+ONLY = sys.argv[2:]  # impls to check (default: all)
 LAYERS = [("gnplus", {"variant": v}) for v in ("parallel", "gn_first", "bn_first")]
 LAYERS += [("cn", {}), ("bgn", {})]
 
@@ -21,8 +25,11 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # the compiled cases last: they compile (seconds each), and a timeout should cut only them
-CASES = itertools.product(("fused", "kernels", "compiled"), LAYERS, (False, True), (3.0, 1000.0))
+IMPLS = ("fused", "kernels", "triton", "compiled")
+CASES = itertools.product(IMPLS, LAYERS, (False, True), (3.0, 1000.0))
 for impl, (name, options), channels_last, offset in CASES:
+    if (ONLY and impl not in ONLY) or (impl == "triton" and name == "bgn"):
+        continue  # not asked for; no Triton kernels for BGN
     torch.manual_seed(0)
     ref = make_norm(name, 64, groups=32, impl="fused", **options).double()
     lay = make_norm(name, 64, groups=32, impl=impl, **options).to(DEV)
@@ -42,10 +49,18 @@ for impl, (name, options), channels_last, offset in CASES:
         lay.eval(), ref.eval()
         ye, yre = lay(xd.detach()), ref(xr.detach())
         layout = y.is_contiguous(memory_format=torch.channels_last) == channels_last
-        print(
-            f"{tag} fwd {rel(y, yr):.1e} dx {rel(xd.grad, xr.grad):.1e} "
-            f"dγ {rel(lay.weight.grad, ref.weight.grad):.1e} eval {rel(ye, yre):.1e} "
-            f"layout {'ok' if layout else 'CHANGED'}"
-        )
+        parts = [
+            f"fwd {rel(y, yr):.1e}",
+            f"dx {rel(xd.grad, xr.grad):.1e}",
+            f"dγ {rel(lay.weight.grad, ref.weight.grad):.1e}",
+        ]
+        if name == "gnplus":
+            parts.append(f"dθ {rel(lay.lambda_logit.grad, ref.lambda_logit.grad):.1e}")
+        parts += [
+            f"rm {rel(lay.running_mean, ref.running_mean):.1e}",
+            f"eval {rel(ye, yre):.1e}",
+            f"layout {'ok' if layout else 'CHANGED'}",
+        ]
+        print(tag, " ".join(parts))
     except Exception as e:  # a crash is a result here: print it and go on
         print(f"{tag} ERROR {type(e).__name__}: {str(e)[:160]}")

@@ -15,6 +15,8 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from robustbench_norm.errors import RobustBenchError
+from robustbench_norm.norms import triton_layers
 from robustbench_norm.norms.checks import check_input, check_num_channels, check_options
 from robustbench_norm.norms.kernels import compiled
 from robustbench_norm.norms.moments import (
@@ -44,6 +46,11 @@ class MomentNorm(nn.Module):
         super().__init__()
         check_num_channels(num_channels, self.layer)
         check_options(self.layer, eps=eps, momentum=momentum, impl=impl)
+        if impl == "triton" and not self._triton_kernels:
+            raise RobustBenchError(
+                f"{self.layer}: impl='triton' is not available for this layer (its Triton "
+                "kernels cover GN+ and CN); use impl='kernels'"
+            )
         self.num_channels = num_channels
         self.eps = eps
         self.momentum = momentum
@@ -110,27 +117,58 @@ class MomentNorm(nn.Module):
         state = (self.groups, self.eps, momentum)
         return (x, self.weight, self.bias, *buffers, self.training, state)
 
-    def resolved_impl(self) -> str:
-        """``auto`` → ``kernels``: 7 + 14 ops per call (a GPU pays a launch per op), traceable by
-        ``torch.compile``, and on CPU as fast or faster for the benchmark's networks (ResNet-20
-        width 8 at batch 8: 1.35× BN against 2.39× for ``fused``; ResNet-18 at batch 32: 1.06×
-        against 1.10×). ``fused`` reads the activation once per direction instead of twice and
-        is faster for a layer alone at large activations on CPU; choose it explicitly there."""
-        return "kernels" if self.impl == "auto" else self.impl
+    #: whether the Triton kernels (triton_layers.py) compute this layer: GN+ and CN
+    _triton_kernels: bool = False
+
+    def _triton_args(self, x: Tensor, momentum: float) -> tuple:
+        """The arguments of ``triton_layers.apply`` (this form: CN, which is GN+'s ``gn_first``
+        at λ = 0, so θ is None)."""
+        buffers = (self.running_mean, self.running_var)
+        state = (self.groups, self.eps, momentum, "gn_first")
+        return (x, self.weight, self.bias, None, *buffers, self.training, state)
+
+    def resolved_impl(self, x: Tensor | None = None) -> str:
+        """``auto`` → ``triton`` for a CUDA input the Triton kernels take (GN+ and CN: three
+        launches each way, the activation read as often as BN reads it) once they are measured
+        on a GPU (``triton_layers.AUTO_PICKS_TRITON``), else ``kernels``:
+        7 + 14 ops per call, traceable by ``torch.compile``, and on CPU as fast or faster for
+        the benchmark's networks (ResNet-20 width 8 at batch 8: 1.35× BN against 2.39× for
+        ``fused``; ResNet-18 at batch 32: 1.06× against 1.10×). ``fused`` reads the activation
+        once per direction instead of twice and is faster for a layer alone at large
+        activations on CPU; choose it explicitly there."""
+        if self.impl != "auto":
+            return self.impl
+        if (
+            triton_layers.AUTO_PICKS_TRITON
+            and x is not None
+            and x.is_cuda
+            and self._triton_kernels
+            and not torch.compiler.is_compiling()
+            and triton_layers.unsupported(x, x.shape[0], self.num_channels // self.groups) is None
+        ):
+            return "triton"
+        return "kernels"
+
+    def _step_momentum(self) -> float:
+        """The running-average weight of this forward (0 in eval), counting the batch."""
+        if not self.training:
+            return 0.0
+        self.num_batches_tracked.add_(1)
+        if self.momentum is None:  # cumulative moving average, as BatchNorm2d(momentum=None)
+            return 1.0 / float(self.num_batches_tracked)
+        return self.momentum
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self.num_channels, self.layer)
         if self.training:
             count = self._values_per_statistic(x)
             check_trainable_batch(x, count)
-        impl = self.resolved_impl()
-        if impl in ("kernels", "compiled"):
-            momentum = 0.0
-            if self.training:
-                self.num_batches_tracked.add_(1)
-                momentum = self.momentum
-                if momentum is None:  # cumulative moving average, as BatchNorm2d(momentum=None)
-                    momentum = 1.0 / float(self.num_batches_tracked)
+        impl = self.resolved_impl(x)
+        if impl == "triton" and not torch.compiler.is_compiling():
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return triton_layers.apply(*self._triton_args(x, self._step_momentum()))
+        if impl in ("kernels", "compiled", "triton"):  # triton inside a compiled model: as kernels
+            momentum = self._step_momentum()
             if impl == "compiled":
                 apply = compiled(self._kernel_functional)
             elif torch.compiler.is_compiling():  # inside a compiled model: see kernels.py

@@ -11,8 +11,9 @@ from robustbench_norm.errors import NormInputError, RobustBenchError
 #: The GN default of Wu & He (2018); also the default for every grouped layer here.
 DEFAULT_GROUPS = 32
 #: how the moment layers compute: one-pass moments (moments.py), ATen's norm kernels
-#: (kernels.py), those under torch.compile, plain autograd, or ``auto`` (= kernels)
-IMPLS = ("auto", "fused", "kernels", "compiled", "autograd")
+#: (kernels.py), those under torch.compile, Triton kernels (triton_layers.py, CUDA), plain
+#: autograd, or ``auto`` (triton for a CUDA input the kernels take, else kernels)
+IMPLS = ("auto", "fused", "kernels", "compiled", "triton", "autograd")
 
 
 def resolve_groups(groups: int | str, num_channels: int, layer: str) -> int:
@@ -60,7 +61,7 @@ def check_options(layer: str, **options) -> None:
     if "impl" in options and options["impl"] not in IMPLS:
         raise RobustBenchError(
             f"{layer}: impl={options['impl']!r} is not one of {', '.join(map(repr, IMPLS))} "
-            "(all run on CPU and CUDA)"
+            "(triton runs on CUDA; the others on CPU and CUDA)"
         )
 
 

@@ -40,6 +40,7 @@ class ContinualNorm(MomentNorm):
 
     _kernel_function = ContinualKernels
     _kernel_functional = staticmethod(continual_functional)
+    _triton_kernels = True
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, groups={self.groups}"

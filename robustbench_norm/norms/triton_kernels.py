@@ -1,0 +1,352 @@
+"""GN+ and CN as Triton kernels (``impl="triton"``): BN's passes over the activation, no more.
+
+Every GN+ variant is ``y = A·x + B`` with (N, C)-sized A, B that depend on x only through its
+per-(n, c) mean m and biased variance v over (H, W) (moments.py). A layer therefore needs what
+BN needs: forward, one read of x for (m, v) and one read and write for y; backward, one read of
+x and dy for two per-(n, c) sums and one more read to write dx. The rest is arithmetic on (N, C)
+numbers, done here by one small kernel per direction instead of ~50 launches of (N, C)-sized ops.
+
+**Centred form.** With x_c = x − m (per (n, c)) every activation T of the layer — x, GN(x),
+BN(x), GN(BN(x)), … — is ``T = p·x_c + q`` for (N, C)-sized p, q; its per-(n, c) moments are
+(q, p²·v), so normalizing T over a set (the channels of a group, or the batch) with pooled
+moments (μ, σ²) gives again ``s·p·x_c + s·(q − μ)``, s = (σ² + eps)^-½. The forward stores
+y = A·x_c + B' (B' = A·m + B is y at the (n, c) mean): at an input offset of 1000 no term of
+size 1000 is ever rounded in float32 (the float32 bound is that of storing x itself).
+
+**Backward.** Every gradient of an activation is ``D = α·dy + κ·x_c + β₀``, and from
+S1 = Σ_hw dy and S2 = Σ_hw dy·x_c per (n, c) (using Σ_hw x_c = 0, Σ_hw x_c² = M·v, M = H·W):
+
+    Σ_hw D   = α·S1 + β₀·M
+    Σ_hw D·T = α·p·S2 + α·q·S1 + κ·p·M·v + β₀·q·M
+
+Normalization's backward, for T_out = s·(T_in − μ) with moments over a set S,
+
+    D_in = s·(D_out − mean_S(D_out) − T_out·mean_S(D_out·T_out))
+
+(means over the set and (H, W)) keeps that form: α ← s·α, κ ← s·κ − s·m₂·p_out,
+β₀ ← s·β₀ − s·m₁ − s·m₂·q_out with m₁, m₂ the two means. With fixed statistics (BN in eval)
+it is D_in = s·D_out. A variant's backward is its forward graph walked back with these three
+rules; dγ, dβ, dλ are sums of Σ_hw dy·T over n. dx = α·dy + κ·x_c + β₀ is one elementwise pass.
+
+**Where the reductions meet.** GN pools over the channels of a group for each sample, BN over
+the samples for each channel: one program per group holds a group's (N, C/G) moments and does
+both. That caps the coefficient tile (``triton_layers.MAX_COEFFICIENT_TILE``); ``impl="auto"``
+falls back to ``kernels`` beyond it.
+
+Statistics are accumulated in float32 for float16/bfloat16/float32 input and in float64 for
+float64 (``ACC``). Triton passes Python floats as float32, so eps, momentum and the unbiased
+factor travel as float32 (hi, lo) pairs: exact to ~1e-14 in a float64 layer.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+#: ``VARIANT`` codes; CN is ``GN_FIRST`` with λ = 0 (y = γ·BN(GN(x)) + β)
+PARALLEL, GN_FIRST, BN_FIRST = 0, 1, 2
+
+
+# -- passes over the activation ------------------------------------------------------------
+
+
+@triton.jit
+def moments_kernel(
+    x_ptr, mean_ptr, var_ptr, C, HW, sxn, sxc, sxhw,
+    ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
+):  # fmt: skip
+    """Per-(n, c) mean and biased variance in one read: two-pass moments of each tile, merged
+    with Chan et al.'s pairwise update (no E[x²] − E[x]²), of x shifted by its first value per
+    (n, c), so that a large offset is not summed (a sum of 256 values near 1000 would round to
+    ~1e-3 in float32)."""
+    n = tl.program_id(0)
+    cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    base = x_ptr + n.to(tl.int64) * sxn + cs[None, :].to(tl.int64) * sxc
+    shift = tl.load(base, mask=cmask[None, :], other=0.0).to(ACC)  # x[n, c, 0, 0]
+    mean = tl.zeros([BLOCK_C], ACC)
+    m2 = tl.zeros([BLOCK_C], ACC)
+    for start in range(0, HW, BLOCK_HW):
+        hw = start + tl.arange(0, BLOCK_HW)
+        mask = (hw < HW)[:, None] & cmask[None, :]
+        x = tl.load(base + hw[:, None].to(tl.int64) * sxhw, mask=mask, other=0.0).to(ACC)
+        x = tl.where(mask, x - shift, 0.0)
+        seen = tl.cast(start, ACC)
+        k = tl.cast(tl.minimum(HW - start, BLOCK_HW), ACC)
+        tile_mean = tl.sum(x, axis=0) / k
+        d = tl.where(mask, x - tile_mean[None, :], 0.0)
+        delta = tile_mean - mean
+        mean += delta * (k / (seen + k))
+        m2 += tl.sum(d * d, axis=0) + delta * delta * (seen * k / (seen + k))
+    tl.store(mean_ptr + n * C + cs, mean + tl.sum(shift, axis=0), mask=cmask)
+    tl.store(var_ptr + n * C + cs, m2 / tl.cast(HW, ACC), mask=cmask)
+
+
+@triton.jit
+def backward_sums_kernel(
+    dy_ptr, x_ptr, mean_ptr, s1_ptr, s2_ptr, C, HW, sdn, sdc, sdhw, sxn, sxc, sxhw,
+    ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
+):  # fmt: skip
+    """S1 = Σ_hw dy and S2 = Σ_hw dy·(x − m) per (n, c), reading dy and x once."""
+    n = tl.program_id(0)
+    cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    m = tl.load(mean_ptr + n * C + cs, mask=cmask, other=0.0)
+    dy_base = dy_ptr + n.to(tl.int64) * sdn + cs[None, :].to(tl.int64) * sdc
+    x_base = x_ptr + n.to(tl.int64) * sxn + cs[None, :].to(tl.int64) * sxc
+    s1 = tl.zeros([BLOCK_C], ACC)
+    s2 = tl.zeros([BLOCK_C], ACC)
+    for start in range(0, HW, BLOCK_HW):
+        hw = (start + tl.arange(0, BLOCK_HW))[:, None].to(tl.int64)
+        mask = (hw < HW) & cmask[None, :]
+        dy = tl.load(dy_base + hw * sdhw, mask=mask, other=0.0).to(ACC)
+        x = tl.load(x_base + hw * sxhw, mask=mask, other=0.0).to(ACC)
+        s1 += tl.sum(dy, axis=0)
+        s2 += tl.sum(dy * tl.where(mask, x - m[None, :], 0.0), axis=0)
+    tl.store(s1_ptr + n * C + cs, s1, mask=cmask)
+    tl.store(s2_ptr + n * C + cs, s2, mask=cmask)
+
+
+@triton.jit
+def affine_kernel(
+    x_ptr, u_ptr, out_ptr, mean_ptr, kx_ptr, ku_ptr, k0_ptr, C, HW,
+    sxn, sxc, sxhw, sun, suc, suhw, son, soc, sohw,
+    HAS_U: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
+):  # fmt: skip
+    """out = kx·(x − m) + k0 (+ ku·u) with per-(n, c) coefficients: y in the forward
+    (kx = A, k0 = B'), dx in the backward (u = dy, ku = α, kx = κ, k0 = β₀)."""
+    hw = (tl.program_id(0) * BLOCK_HW + tl.arange(0, BLOCK_HW))[:, None].to(tl.int64)
+    n = tl.program_id(1)
+    cs = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cs < C
+    mask = (hw < HW) & cmask[None, :]
+    at = n * C + cs
+    m = tl.load(mean_ptr + at, mask=cmask, other=0.0)[None, :]
+    kx = tl.load(kx_ptr + at, mask=cmask, other=0.0)[None, :]
+    k0 = tl.load(k0_ptr + at, mask=cmask, other=0.0)[None, :]
+    c64 = cs[None, :].to(tl.int64)
+    x = tl.load(x_ptr + n.to(tl.int64) * sxn + c64 * sxc + hw * sxhw, mask=mask).to(ACC)
+    out = kx * (x - m) + k0
+    if HAS_U:
+        ku = tl.load(ku_ptr + at, mask=cmask, other=0.0)[None, :]
+        u = tl.load(u_ptr + n.to(tl.int64) * sun + c64 * suc + hw * suhw, mask=mask).to(ACC)
+        out += ku * u
+    out_at = out_ptr + n.to(tl.int64) * son + c64 * soc + hw * sohw
+    tl.store(out_at, out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+# -- the (N, C)-sized coefficient math: one program per group ---------------------------------
+
+
+@triton.jit
+def _rsqrt(x):
+    # 1/sqrt rather than tl.rsqrt: defined for float64 on every backend
+    return 1.0 / tl.sqrt(x)
+
+
+@triton.jit
+def _pair(hi, lo, ACC: tl.constexpr):
+    return tl.cast(hi, ACC) + tl.cast(lo, ACC)
+
+
+@triton.jit
+def _group_moments(q, pv, mask, K):
+    """Pooled mean and variance over the channels of the group (axis 1), as [BLOCK_N, 1]."""
+    mu = tl.sum(tl.where(mask, q, 0.0), axis=1) / K
+    d = q - mu[:, None]
+    var = tl.sum(tl.where(mask, pv + d * d, 0.0), axis=1) / K
+    return mu[:, None], var[:, None]
+
+
+@triton.jit
+def _batch_moments(q, pv, mask, N):
+    """Pooled mean and variance over the samples (axis 0), per channel: [BLOCK_K]."""
+    mu = tl.sum(tl.where(mask, q, 0.0), axis=0) / N
+    d = q - mu[None, :]
+    var = tl.sum(tl.where(mask, pv + d * d, 0.0), axis=0) / N
+    return mu, var
+
+
+@triton.jit
+def _dot_dy(p, q, s1, s2):
+    """Σ_hw dy·T for T = p·x_c + q."""
+    return p * s2 + q * s1
+
+
+@triton.jit
+def _normalization_backward(
+    a, k, b, s, p_out, q_out, s1, s2, v, M, mask, AXIS: tl.constexpr, size, FIXED: tl.constexpr
+):  # fmt: skip
+    """D_out = a·dy + k·x_c + b through T_out = s·(T_in − μ) pooled over ``AXIS`` (1: the
+    group's channels, 0: the batch) of ``size`` members; ``FIXED``: μ, s were constants."""
+    if FIXED:
+        k_in, b_in = s * k, s * b
+    else:
+        sum1 = tl.where(mask, a * s1 + b * M, 0.0)
+        sum_t = a * p_out * s2 + a * q_out * s1 + (k * p_out * v + b * q_out) * M
+        m1 = tl.expand_dims(tl.sum(sum1, axis=AXIS), AXIS) / (size * M)
+        m2 = tl.expand_dims(tl.sum(tl.where(mask, sum_t, 0.0), axis=AXIS), AXIS) / (size * M)
+        k_in, b_in = s * k - s * m2 * p_out, s * b - s * m1 - s * m2 * q_out
+    return s * a, k_in, b_in
+
+
+@triton.jit
+def _load_group(
+    mean_ptr, var_ptr, weight_ptr, theta_ptr, theta_stride, N, C, K,
+    HAS_LAMBDA: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    ns = tl.arange(0, BLOCK_N)
+    ks = tl.arange(0, BLOCK_K)
+    cs = tl.program_id(0) * K + ks
+    kmask = ks < K
+    mask = (ns < N)[:, None] & kmask[None, :]
+    at = ns[:, None] * C + cs[None, :]
+    m = tl.load(mean_ptr + at, mask=mask, other=0.0)
+    v = tl.load(var_ptr + at, mask=mask, other=0.0)
+    gamma = tl.load(weight_ptr + cs, mask=kmask, other=0.0).to(m.dtype)
+    if HAS_LAMBDA:
+        theta = tl.load(theta_ptr + cs * theta_stride, mask=kmask, other=0.0).to(m.dtype)
+        lam = 1.0 / (1.0 + tl.exp(-theta))
+    else:
+        lam = tl.zeros([BLOCK_K], m.dtype)
+    return cs, kmask, mask, at, m, v, gamma[None, :], lam[None, :]
+
+
+@triton.jit
+def coefficients_kernel(
+    mean_ptr, var_ptr, weight_ptr, bias_ptr, theta_ptr, theta_stride, rmean_ptr, rvar_ptr,
+    a_ptr, b_ptr, bmean_ptr, bscale_ptr, N, C, K,
+    eps_hi, eps_lo, momentum_hi, momentum_lo, unbiased_hi, unbiased_lo,
+    VARIANT: tl.constexpr, TRAINING: tl.constexpr, HAS_LAMBDA: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """A and B' of y = A·x_c + B'; the BN branch's (μ, s) for the backward; the running
+    statistics of the tracked tensor (x, or GN(x) for gn_first) updated as BatchNorm2d does."""
+    cs, kmask, mask, at, m, v, gamma, lam = _load_group(
+        mean_ptr, var_ptr, weight_ptr, theta_ptr, theta_stride, N, C, K,
+        HAS_LAMBDA, BLOCK_N, BLOCK_K,
+    )  # fmt: skip
+    beta = tl.load(bias_ptr + cs, mask=kmask, other=0.0).to(ACC)[None, :]
+    eps = _pair(eps_hi, eps_lo, ACC)
+    if not TRAINING:
+        mu_b = tl.load(rmean_ptr + cs, mask=kmask, other=0.0).to(ACC)
+        var_b = tl.load(rvar_ptr + cs, mask=kmask, other=1.0).to(ACC)
+    if VARIANT == 0:  # parallel: λ·GN(x) + (1 − λ)·BN(x)
+        mu_g, var_g = _group_moments(m, v, mask, K)
+        s_g = _rsqrt(var_g + eps)
+        if TRAINING:
+            mu_b, var_b = _batch_moments(m, v, mask, N)
+        s_b = _rsqrt(var_b + eps)[None, :]
+        a = gamma * (lam * s_g + (1 - lam) * s_b)
+        b = gamma * (lam * s_g * (m - mu_g) + (1 - lam) * s_b * (m - mu_b[None, :]))
+    elif VARIANT == 1:  # gn_first: z = GN(x); λ·z + (1 − λ)·BN(z)
+        mu_g, var_g = _group_moments(m, v, mask, K)
+        s_g = _rsqrt(var_g + eps)
+        q_z = s_g * (m - mu_g)
+        if TRAINING:
+            mu_b, var_b = _batch_moments(q_z, s_g * s_g * v, mask, N)
+        s_b = _rsqrt(var_b + eps)[None, :]
+        a = gamma * (lam * s_g + (1 - lam) * s_b * s_g)
+        b = gamma * (lam * q_z + (1 - lam) * s_b * (q_z - mu_b[None, :]))
+    else:  # bn_first: z = BN(x); λ·GN(z) + (1 − λ)·z
+        if TRAINING:
+            mu_b, var_b = _batch_moments(m, v, mask, N)
+        s_b = _rsqrt(var_b + eps)[None, :]
+        q_z = s_b * (m - mu_b[None, :])
+        mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
+        s_gz = _rsqrt(var_gz + eps)
+        a = gamma * (lam * s_gz * s_b + (1 - lam) * s_b)
+        b = gamma * (lam * s_gz * (q_z - mu_gz) + (1 - lam) * q_z)
+    tl.store(a_ptr + at, a, mask=mask)
+    tl.store(b_ptr + at, b + beta, mask=mask)
+    tl.store(bmean_ptr + cs, mu_b, mask=kmask)
+    tl.store(bscale_ptr + cs, tl.sum(s_b, axis=0), mask=kmask)
+    if TRAINING:
+        momentum = _pair(momentum_hi, momentum_lo, ACC)
+        unbiased = var_b * _pair(unbiased_hi, unbiased_lo, ACC)
+        rm = tl.load(rmean_ptr + cs, mask=kmask, other=0.0)
+        rv = tl.load(rvar_ptr + cs, mask=kmask, other=0.0)
+        rm_new = rm.to(ACC) + momentum * (mu_b - rm.to(ACC))
+        rv_new = rv.to(ACC) + momentum * (unbiased - rv.to(ACC))
+        tl.store(rmean_ptr + cs, rm_new.to(rm.dtype), mask=kmask)
+        tl.store(rvar_ptr + cs, rv_new.to(rv.dtype), mask=kmask)
+
+
+@triton.jit
+def backward_coefficients_kernel(
+    mean_ptr, var_ptr, s1_ptr, s2_ptr, weight_ptr, theta_ptr, theta_stride, bmean_ptr,
+    bscale_ptr, alpha_ptr, kappa_ptr, beta0_ptr, dweight_ptr, dbias_ptr, dtheta_ptr,
+    N, C, K, HW, eps_hi, eps_lo,
+    VARIANT: tl.constexpr, TRAINING: tl.constexpr, HAS_LAMBDA: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """dx = α·dy + κ·x_c + β₀ per (n, c), and dγ, dβ, dθ per channel (module docstring)."""
+    cs, kmask, mask, at, m, v, gamma, lam = _load_group(
+        mean_ptr, var_ptr, weight_ptr, theta_ptr, theta_stride, N, C, K,
+        HAS_LAMBDA, BLOCK_N, BLOCK_K,
+    )  # fmt: skip
+    s1 = tl.load(s1_ptr + at, mask=mask, other=0.0)
+    s2 = tl.load(s2_ptr + at, mask=mask, other=0.0)
+    mu_b = tl.load(bmean_ptr + cs, mask=kmask, other=0.0)[None, :]
+    s_b = tl.load(bscale_ptr + cs, mask=kmask, other=0.0)[None, :]
+    eps = _pair(eps_hi, eps_lo, ACC)
+    M = tl.cast(HW, ACC)
+    zero = tl.zeros([BLOCK_N, BLOCK_K], ACC)
+    if VARIANT == 0:  # y = γλ·ĝ + γ(1 − λ)·b̂ + β
+        mu_g, var_g = _group_moments(m, v, mask, K)
+        s_g = _rsqrt(var_g + eps)
+        q_g = s_g * (m - mu_g)
+        q_b = s_b * (m - mu_b)
+        first = _dot_dy(s_g, q_g, s1, s2)  # Σ dy·ĝ
+        diff = _dot_dy(s_g - s_b, q_g - q_b, s1, s2)  # Σ dy·(ĝ − b̂)
+        a1, k1, b1 = _normalization_backward(
+            gamma * lam + zero, zero, zero, s_g, s_g, q_g, s1, s2, v, M, mask, 1, K, False
+        )
+        a2, k2, b2 = _normalization_backward(
+            gamma * (1 - lam) + zero, zero, zero, s_b, s_b, q_b, s1, s2, v, M, mask, 0, N,
+            not TRAINING,
+        )  # fmt: skip
+        alpha, kappa, beta0 = a1 + a2, k1 + k2, b1 + b2
+    elif VARIANT == 1:  # z = GN(x) = s_g·x_c + q_z;  y = γλ·z + γ(1 − λ)·BN(z) + β
+        mu_g, var_g = _group_moments(m, v, mask, K)
+        s_g = _rsqrt(var_g + eps)
+        q_z = s_g * (m - mu_g)
+        p_bz = s_b * s_g
+        q_bz = s_b * (q_z - mu_b)
+        first = _dot_dy(s_g, q_z, s1, s2)  # Σ dy·z
+        diff = _dot_dy(s_g * (1 - s_b), (1 - s_b) * q_z + s_b * mu_b, s1, s2)  # Σ dy·(z − BN(z))
+        a, k, b = _normalization_backward(
+            gamma * (1 - lam) + zero, zero, zero, s_b, p_bz, q_bz, s1, s2, v, M, mask, 0, N,
+            not TRAINING,
+        )  # fmt: skip
+        alpha, kappa, beta0 = _normalization_backward(
+            a + gamma * lam, k, b, s_g, s_g, q_z, s1, s2, v, M, mask, 1, K, False
+        )
+    else:  # z = BN(x) = s_b·x_c + q_z;  y = γλ·GN(z) + γ(1 − λ)·z + β
+        q_z = s_b * (m - mu_b)
+        mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
+        s_gz = _rsqrt(var_gz + eps)
+        p_gz = s_gz * s_b
+        q_gz = s_gz * (q_z - mu_gz)
+        first = _dot_dy(p_gz, q_gz, s1, s2)  # Σ dy·GN(z)
+        diff = _dot_dy(
+            s_b * (s_gz - 1), (s_gz - 1) * q_z - s_gz * mu_gz, s1, s2
+        )  # Σ dy·(GN(z) − z)
+        a, k, b = _normalization_backward(
+            gamma * lam + zero, zero, zero, s_gz, p_gz, q_gz, s1, s2, v, M, mask, 1, K, False
+        )
+        alpha, kappa, beta0 = _normalization_backward(
+            a + gamma * (1 - lam), k, b, s_b, s_b, q_z, s1, s2, v, M, mask, 0, N, not TRAINING
+        )
+    tl.store(alpha_ptr + at, alpha, mask=mask)
+    tl.store(kappa_ptr + at, kappa, mask=mask)
+    tl.store(beta0_ptr + at, beta0, mask=mask)
+    # dγ = Σ dy·(λ·first view + (1 − λ)·second view); dλ = γ·Σ dy·(first − second), formed
+    # without subtracting the two sums (they nearly cancel where the views nearly agree)
+    dgamma = tl.sum(tl.where(mask, first - (1 - lam) * diff, 0.0), axis=0)
+    tl.store(dweight_ptr + cs, dgamma, mask=kmask)
+    tl.store(dbias_ptr + cs, tl.sum(tl.where(mask, s1, 0.0), axis=0), mask=kmask)
+    if HAS_LAMBDA:
+        dlam = tl.sum(tl.where(mask, gamma * diff, 0.0), axis=0)
+        lam1 = tl.sum(lam, axis=0)
+        tl.store(dtheta_ptr + cs, dlam * lam1 * (1 - lam1), mask=kmask)
