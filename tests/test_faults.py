@@ -605,7 +605,8 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
+# with worker processes (~30 s) in make test-slow; make test keeps the in-process run
+@pytest.mark.parametrize("jobs", ["1", pytest.param("2", marks=pytest.mark.slow)])
 def test_sigint_says_how_to_resume_and_the_rerun_finishes(tmp_path, jobs):
     suite = write_suite(tmp_path, MINI.replace("steps = 6", "steps = 60"))
     store = tmp_path / "s.sqlite"

@@ -36,6 +36,8 @@ falls back to ``kernels`` beyond it.
 Statistics are accumulated in float32 for float16/bfloat16/float32 input and in float64 for
 float64 (``ACC``). Triton passes Python floats as float32, so eps, momentum and the unbiased
 factor travel as float32 (hi, lo) pairs: exact to ~1e-14 in a float64 layer.
+``1 / tl.sqrt`` stands for rsqrt (defined for float64 on every backend), and one-line helpers
+are written inline: the interpreter re-patches triton.language on every nested ``@jit`` call.
 """
 
 from __future__ import annotations
@@ -139,17 +141,6 @@ def affine_kernel(
 
 
 @triton.jit
-def _rsqrt(x):
-    # 1/sqrt rather than tl.rsqrt: defined for float64 on every backend
-    return 1.0 / tl.sqrt(x)
-
-
-@triton.jit
-def _pair(hi, lo, ACC: tl.constexpr):
-    return tl.cast(hi, ACC) + tl.cast(lo, ACC)
-
-
-@triton.jit
 def _group_moments(q, pv, mask, K):
     """Pooled mean and variance over the channels of the group (axis 1), as [BLOCK_N, 1]."""
     mu = tl.sum(tl.where(mask, q, 0.0), axis=1) / K
@@ -165,12 +156,6 @@ def _batch_moments(q, pv, mask, N):
     d = q - mu[None, :]
     var = tl.sum(tl.where(mask, pv + d * d, 0.0), axis=0) / N
     return mu, var
-
-
-@triton.jit
-def _dot_dy(p, q, s1, s2):
-    """Σ_hw dy·T for T = p·x_c + q."""
-    return p * s2 + q * s1
 
 
 @triton.jit
@@ -227,34 +212,34 @@ def coefficients_kernel(
         HAS_LAMBDA, BLOCK_N, BLOCK_K,
     )  # fmt: skip
     beta = tl.load(bias_ptr + cs, mask=kmask, other=0.0).to(ACC)[None, :]
-    eps = _pair(eps_hi, eps_lo, ACC)
+    eps = tl.cast(eps_hi, ACC) + tl.cast(eps_lo, ACC)
     if not TRAINING:
         mu_b = tl.load(rmean_ptr + cs, mask=kmask, other=0.0).to(ACC)
         var_b = tl.load(rvar_ptr + cs, mask=kmask, other=1.0).to(ACC)
     if VARIANT == 0:  # parallel: λ·GN(x) + (1 − λ)·BN(x)
         mu_g, var_g = _group_moments(m, v, mask, K)
-        s_g = _rsqrt(var_g + eps)
+        s_g = 1.0 / tl.sqrt(var_g + eps)
         if TRAINING:
             mu_b, var_b = _batch_moments(m, v, mask, N)
-        s_b = _rsqrt(var_b + eps)[None, :]
+        s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
         a = gamma * (lam * s_g + (1 - lam) * s_b)
         b = gamma * (lam * s_g * (m - mu_g) + (1 - lam) * s_b * (m - mu_b[None, :]))
     elif VARIANT == 1:  # gn_first: z = GN(x); λ·z + (1 − λ)·BN(z)
         mu_g, var_g = _group_moments(m, v, mask, K)
-        s_g = _rsqrt(var_g + eps)
+        s_g = 1.0 / tl.sqrt(var_g + eps)
         q_z = s_g * (m - mu_g)
         if TRAINING:
             mu_b, var_b = _batch_moments(q_z, s_g * s_g * v, mask, N)
-        s_b = _rsqrt(var_b + eps)[None, :]
+        s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
         a = gamma * (lam * s_g + (1 - lam) * s_b * s_g)
         b = gamma * (lam * q_z + (1 - lam) * s_b * (q_z - mu_b[None, :]))
     else:  # bn_first: z = BN(x); λ·GN(z) + (1 − λ)·z
         if TRAINING:
             mu_b, var_b = _batch_moments(m, v, mask, N)
-        s_b = _rsqrt(var_b + eps)[None, :]
+        s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
         q_z = s_b * (m - mu_b[None, :])
         mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
-        s_gz = _rsqrt(var_gz + eps)
+        s_gz = 1.0 / tl.sqrt(var_gz + eps)
         a = gamma * (lam * s_gz * s_b + (1 - lam) * s_b)
         b = gamma * (lam * s_gz * (q_z - mu_gz) + (1 - lam) * q_z)
     tl.store(a_ptr + at, a, mask=mask)
@@ -262,8 +247,8 @@ def coefficients_kernel(
     tl.store(bmean_ptr + cs, mu_b, mask=kmask)
     tl.store(bscale_ptr + cs, tl.sum(s_b, axis=0), mask=kmask)
     if TRAINING:
-        momentum = _pair(momentum_hi, momentum_lo, ACC)
-        unbiased = var_b * _pair(unbiased_hi, unbiased_lo, ACC)
+        momentum = tl.cast(momentum_hi, ACC) + tl.cast(momentum_lo, ACC)
+        unbiased = var_b * (tl.cast(unbiased_hi, ACC) + tl.cast(unbiased_lo, ACC))
         rm = tl.load(rmean_ptr + cs, mask=kmask, other=0.0)
         rv = tl.load(rvar_ptr + cs, mask=kmask, other=0.0)
         rm_new = rm.to(ACC) + momentum * (mu_b - rm.to(ACC))
@@ -289,16 +274,16 @@ def backward_coefficients_kernel(
     s2 = tl.load(s2_ptr + at, mask=mask, other=0.0)
     mu_b = tl.load(bmean_ptr + cs, mask=kmask, other=0.0)[None, :]
     s_b = tl.load(bscale_ptr + cs, mask=kmask, other=0.0)[None, :]
-    eps = _pair(eps_hi, eps_lo, ACC)
+    eps = tl.cast(eps_hi, ACC) + tl.cast(eps_lo, ACC)
     M = tl.cast(HW, ACC)
     zero = tl.zeros([BLOCK_N, BLOCK_K], ACC)
     if VARIANT == 0:  # y = γλ·ĝ + γ(1 − λ)·b̂ + β
         mu_g, var_g = _group_moments(m, v, mask, K)
-        s_g = _rsqrt(var_g + eps)
+        s_g = 1.0 / tl.sqrt(var_g + eps)
         q_g = s_g * (m - mu_g)
         q_b = s_b * (m - mu_b)
-        first = _dot_dy(s_g, q_g, s1, s2)  # Σ dy·ĝ
-        diff = _dot_dy(s_g - s_b, q_g - q_b, s1, s2)  # Σ dy·(ĝ − b̂)
+        first = s_g * s2 + q_g * s1  # Σ dy·ĝ (Σ dy·T = p·S2 + q·S1 for T = p·x_c + q)
+        diff = (s_g - s_b) * s2 + (q_g - q_b) * s1  # Σ dy·(ĝ − b̂)
         a1, k1, b1 = _normalization_backward(
             gamma * lam + zero, zero, zero, s_g, s_g, q_g, s1, s2, v, M, mask, 1, K, False
         )
@@ -309,12 +294,12 @@ def backward_coefficients_kernel(
         alpha, kappa, beta0 = a1 + a2, k1 + k2, b1 + b2
     elif VARIANT == 1:  # z = GN(x) = s_g·x_c + q_z;  y = γλ·z + γ(1 − λ)·BN(z) + β
         mu_g, var_g = _group_moments(m, v, mask, K)
-        s_g = _rsqrt(var_g + eps)
+        s_g = 1.0 / tl.sqrt(var_g + eps)
         q_z = s_g * (m - mu_g)
         p_bz = s_b * s_g
         q_bz = s_b * (q_z - mu_b)
-        first = _dot_dy(s_g, q_z, s1, s2)  # Σ dy·z
-        diff = _dot_dy(s_g * (1 - s_b), (1 - s_b) * q_z + s_b * mu_b, s1, s2)  # Σ dy·(z − BN(z))
+        first = s_g * s2 + q_z * s1  # Σ dy·z
+        diff = s_g * (1 - s_b) * s2 + ((1 - s_b) * q_z + s_b * mu_b) * s1  # Σ dy·(z − BN(z))
         a, k, b = _normalization_backward(
             gamma * (1 - lam) + zero, zero, zero, s_b, p_bz, q_bz, s1, s2, v, M, mask, 0, N,
             not TRAINING,
@@ -325,13 +310,11 @@ def backward_coefficients_kernel(
     else:  # z = BN(x) = s_b·x_c + q_z;  y = γλ·GN(z) + γ(1 − λ)·z + β
         q_z = s_b * (m - mu_b)
         mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
-        s_gz = _rsqrt(var_gz + eps)
+        s_gz = 1.0 / tl.sqrt(var_gz + eps)
         p_gz = s_gz * s_b
         q_gz = s_gz * (q_z - mu_gz)
-        first = _dot_dy(p_gz, q_gz, s1, s2)  # Σ dy·GN(z)
-        diff = _dot_dy(
-            s_b * (s_gz - 1), (s_gz - 1) * q_z - s_gz * mu_gz, s1, s2
-        )  # Σ dy·(GN(z) − z)
+        first = p_gz * s2 + q_gz * s1  # Σ dy·GN(z)
+        diff = s_b * (s_gz - 1) * s2 + ((s_gz - 1) * q_z - s_gz * mu_gz) * s1  # Σ dy·(GN(z) − z)
         a, k, b = _normalization_backward(
             gamma * lam + zero, zero, zero, s_gz, p_gz, q_gz, s1, s2, v, M, mask, 1, K, False
         )
