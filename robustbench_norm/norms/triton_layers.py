@@ -29,7 +29,8 @@ from robustbench_norm.norms.moments import compute_dtype
 #: ``impl="triton"``, checked only through the interpreter.
 AUTO_PICKS_TRITON = False
 #: the largest (batch × channels per group) the per-group coefficient kernel holds in one tile
-#: (both padded to powers of 2): beyond it, registers spill and ``auto`` uses ``kernels``
+#: (both padded to powers of 2): beyond it ``triton`` refuses and ``auto`` uses ``kernels`` (a
+#: bound against register spills, to be revisited on a GPU)
 MAX_COEFFICIENT_TILE = 16384
 #: elements one program of a pass over the activation loads at a time
 MAX_TILE = 4096
