@@ -45,10 +45,6 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-#: ``VARIANT`` codes; CN is ``GN_FIRST`` with λ = 0 (y = γ·BN(GN(x)) + β)
-PARALLEL, GN_FIRST, BN_FIRST = 0, 1, 2
-
-
 # -- passes over the activation ------------------------------------------------------------
 
 
@@ -206,7 +202,8 @@ def coefficients_kernel(
     ACC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     """A and B' of y = A·x_c + B'; the BN branch's (μ, s) for the backward; the running
-    statistics of the tracked tensor (x, or GN(x) for gn_first) updated as BatchNorm2d does."""
+    statistics of the tracked tensor (x, or GN(x) for gn_first) updated as BatchNorm2d does.
+    ``VARIANT``: 0 parallel, 1 gn_first (CN is gn_first with λ = 0), 2 bn_first."""
     cs, kmask, mask, at, m, v, gamma, lam = _load_group(
         mean_ptr, var_ptr, weight_ptr, theta_ptr, theta_stride, N, C, K,
         HAS_LAMBDA, BLOCK_N, BLOCK_K,

@@ -34,6 +34,8 @@ AUTO_PICKS_TRITON = False
 MAX_COEFFICIENT_TILE = 16384
 #: elements one program of a pass over the activation loads at a time
 MAX_TILE = 4096
+#: the kernels' ``VARIANT`` constexpr (CN runs as gn_first with λ = 0)
+VARIANT_CODES = {"parallel": 0, "gn_first": 1, "bn_first": 2}
 #: what the kernels accept; statistics accumulate in float32, or float64 for float64
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -223,7 +225,7 @@ def apply(
             f"impl='triton' cannot run here: {reason}; use impl='auto' (it falls back to "
             "'kernels') or impl='kernels'"
         )
-    code = {"parallel": 0, "gn_first": 1, "bn_first": 2}[variant]
+    code = VARIANT_CODES[variant]
     return MomentTriton.apply(
         x, weight, bias, theta, running_mean, running_var, training, (groups, eps, momentum, code)
     )
