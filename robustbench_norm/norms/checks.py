@@ -12,7 +12,7 @@ from robustbench_norm.errors import NormInputError, RobustBenchError
 DEFAULT_GROUPS = 32
 #: how the moment layers compute: one-pass moments (moments.py), ATen's norm kernels
 #: (kernels.py), those under torch.compile, Triton kernels (triton_layers.py, CUDA), plain
-#: autograd, or ``auto`` (triton for a CUDA input the kernels take, else kernels)
+#: autograd, or ``auto`` (kernels; triton for CUDA inputs once timed on a GPU: base.py)
 IMPLS = ("auto", "fused", "kernels", "compiled", "triton", "autograd")
 
 
