@@ -262,6 +262,7 @@ def test_bn_matches_reference_and_running_stats():
         ("cn", "fused"),
         ("cn", "kernels"),
         ("cn", "triton"),
+        ("bgn", "triton"),
         ("evonorm_s0", None),
     ],
 )
@@ -296,11 +297,12 @@ KERNELS = [
     "bgn:kernels",
     "cn:kernels",
 ]
-#: GN+ and CN again, on the Triton kernels (through Triton's CPU interpreter here)
+#: the moment layers again, on the Triton kernels (through Triton's CPU interpreter here)
 TRITON = [
     "gnplus:triton",
     "gnplus-gn_first:triton",
     "gnplus-bn_first:triton",
+    "bgn:triton",
     "cn:triton",
 ]
 

@@ -1,4 +1,4 @@
-"""``impl="triton"`` entry by entry against the float64 autograd path, through Triton's CPU
+"""``impl="triton"`` (GN+, CN, BGN) entry by entry against the float64 autograd path, through Triton's CPU
 interpreter (conftest): every gradient, running statistics, odd shapes that exercise the masks,
 many tiles per reduction, and where the path refuses to run. The reference and gradcheck tests
 shared with the other paths are in test_norm_layers.py."""
@@ -11,11 +11,13 @@ from test_norm_layers import randomize_affine, sample
 
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.norms import GNPLUS_VARIANTS, make_norm
+from robustbench_norm.norms.base import MomentNorm
 
 F64 = torch.float64
-#: (family, variant, one λ per channel): every GN+ variant both ways, and CN (no λ)
+#: (family, variant, one λ per channel): every GN+ variant both ways, CN and BGN (no λ)
 LAYERS = [("gnplus", v, pc) for v in GNPLUS_VARIANTS for pc in (False, True)] + [
-    ("cn", None, False)
+    ("cn", None, False),
+    ("bgn", None, False),
 ]
 
 
@@ -131,8 +133,16 @@ def test_auto_picks_triton_only_for_cuda_inputs():
 
 
 def test_where_triton_cannot_run_it_says_why_and_what_to_use(monkeypatch):
-    with pytest.raises(RobustBenchError, match="bgn: impl='triton'.*impl='kernels'"):
-        make_norm("bgn", 16, groups=4, impl="triton")
+    class Halved(MomentNorm):
+        """A moment layer of someone's own: coefficients the kernels do not know."""
+
+        layer = "halved"
+
+        def _coefficients(self, mean, var, weight, bias, *, training):
+            return weight * 0.5, bias
+
+    with pytest.raises(RobustBenchError, match="halved: impl='triton'.*impl='kernels'"):
+        Halved(16, eps=1e-5, momentum=0.1, impl="triton")
     layer = make_norm("gnplus", 64, groups=2, impl="triton")
     with pytest.raises(RobustBenchError, match="batch 1024 × 32 channels per group.*'kernels'"):
         layer(torch.randn(1024, 64, 1, 1))

@@ -83,25 +83,27 @@ def compile_all(launches: dict, tmp_path: Path, minimum: int) -> None:
 
 
 def test_every_variant_compiles_for_sm90_in_training_and_eval(recorder, tmp_path):
-    """float32 NCHW and bfloat16 channels_last; every variant, CN, and both kinds of λ."""
-    layers = [("gnplus", v) for v in ("parallel", "gn_first", "bn_first")] + [("cn", None)]
+    """float32 NCHW and bfloat16 channels_last; every variant, CN, BGN, both kinds of λ."""
+    layers = [("gnplus", v) for v in ("parallel", "gn_first", "bn_first")]
+    layers += [("cn", None), ("bgn", None)]
     configs = [
         (name, variant, training, per_channel, dtype, layout)
         for (name, variant), training, per_channel in itertools.product(
             layers, (True, False), (False, True)
         )
-        if not (name == "cn" and per_channel)
+        if not (name != "gnplus" and per_channel)
         for dtype, layout in ((torch.float32, torch.contiguous_format),)
     ] + [("gnplus", "parallel", True, False, torch.bfloat16, torch.channels_last)]
     run_layers(configs)
-    # (coefficients, backward) × (3 variants × 2 modes + CN's 2 modes; λ's kind is an argument)
+    # (coefficients, backward) × (3 variants, CN, BGN) × 2 modes (λ's kind is an argument)
     # + 2 memory formats/dtypes × (moments, sums, forward affine, backward affine)
-    compile_all(recorder, tmp_path, minimum=2 * 8 + 2 * 4)
+    compile_all(recorder, tmp_path, minimum=2 * 10 + 2 * 4)
 
 
 @pytest.mark.slow
 def test_every_dtype_and_layout_compiles_for_sm90(recorder, tmp_path):
-    layers = [("gnplus", v) for v in ("parallel", "gn_first", "bn_first")] + [("cn", None)]
+    layers = [("gnplus", v) for v in ("parallel", "gn_first", "bn_first")]
+    layers += [("cn", None), ("bgn", None)]
     dtypes = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
     configs = [
         (name, variant, training, False, dtype, layout)

@@ -16,7 +16,7 @@ for layout in --channels-last ""; do
   echo "== layers alone and ResNet-18 step, bf16, batch 128, eager ${layout:-(NCHW)}"
   timeout 150 python benchmarks/norm_speed.py --device cuda --batch 128 $layout --bf16 \
     --repeats 30 --norms gnplus:kernels gnplus:triton gnplus-gn_first:triton \
-    gnplus-bn_first:triton cn:kernels cn:triton 2>&1 | grep -v Warning \
+    gnplus-bn_first:triton cn:kernels cn:triton bgn:kernels bgn:triton 2>&1 | grep -v Warning \
     | tee "$out/triton-resnet18${layout:+-cl}.txt"
 done
 for batch in 8 64; do

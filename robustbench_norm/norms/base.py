@@ -48,8 +48,8 @@ class MomentNorm(nn.Module):
         check_options(self.layer, eps=eps, momentum=momentum, impl=impl)
         if impl == "triton" and not self._triton_kernels:
             raise RobustBenchError(
-                f"{self.layer}: impl='triton' is not available for this layer (its Triton "
-                "kernels cover GN+ and CN); use impl='kernels'"
+                f"{self.layer}: impl='triton' is not available for this layer (the Triton "
+                "kernels cover GN+, CN and BGN); use impl='kernels'"
             )
         self.num_channels = num_channels
         self.eps = eps
@@ -117,7 +117,8 @@ class MomentNorm(nn.Module):
         state = (self.groups, self.eps, momentum)
         return (x, self.weight, self.bias, *buffers, self.training, state)
 
-    #: whether the Triton kernels (triton_layers.py) compute this layer: GN+ and CN
+    #: whether the Triton kernels (triton_layers.py) compute this layer: GN+, CN and BGN (a
+    #: subclass with coefficients of its own does not get them)
     _triton_kernels: bool = False
 
     def _triton_args(self, x: Tensor, momentum: float) -> tuple:
@@ -128,7 +129,7 @@ class MomentNorm(nn.Module):
         return (x, self.weight, self.bias, None, *buffers, self.training, state)
 
     def resolved_impl(self, x: Tensor | None = None) -> str:
-        """``auto`` → ``triton`` for a CUDA input the Triton kernels take (GN+ and CN: three
+        """``auto`` → ``triton`` for a CUDA input the Triton kernels take (GN+, CN, BGN: three
         launches each way, the activation read as often as BN reads it) once they are measured
         on a GPU (``triton_layers.AUTO_PICKS_TRITON``), else ``kernels``:
         7 + 14 ops per call, traceable by ``torch.compile``, and on CPU as fast or faster for

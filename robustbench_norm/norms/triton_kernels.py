@@ -1,4 +1,4 @@
-"""GN+ and CN as Triton kernels (``impl="triton"``): BN's passes over the activation, no more.
+"""GN+, CN and BGN as Triton kernels (``impl="triton"``): BN's passes over the activation, no more.
 
 Every GN+ variant is ``y = A·x + B`` with (N, C)-sized A, B that depend on x only through its
 per-(n, c) mean m and biased variance v over (H, W) (moments.py). A layer therefore needs what
@@ -155,18 +155,34 @@ def _batch_moments(q, pv, mask, N):
 
 
 @triton.jit
+def _pooled_moments(q, pv, mask, count):
+    """Pooled mean and variance over the whole tile (BGN: the batch and the group's channels)."""
+    mu = tl.sum(tl.sum(tl.where(mask, q, 0.0), axis=1), axis=0) / count
+    d = q - mu
+    var = tl.sum(tl.sum(tl.where(mask, pv + d * d, 0.0), axis=1), axis=0) / count
+    return mu, var
+
+
+@triton.jit
 def _normalization_backward(
     a, k, b, s, p_out, q_out, s1, s2, v, M, mask, AXIS: tl.constexpr, size, FIXED: tl.constexpr
 ):  # fmt: skip
     """D_out = a·dy + k·x_c + b through T_out = s·(T_in − μ) pooled over ``AXIS`` (1: the
-    group's channels, 0: the batch) of ``size`` members; ``FIXED``: μ, s were constants."""
+    group's channels, 0: the batch, 2: both, for BGN) of ``size`` members; ``FIXED``: μ, s were
+    constants."""
     if FIXED:
         k_in, b_in = s * k, s * b
     else:
         sum1 = tl.where(mask, a * s1 + b * M, 0.0)
-        sum_t = a * p_out * s2 + a * q_out * s1 + (k * p_out * v + b * q_out) * M
-        m1 = tl.expand_dims(tl.sum(sum1, axis=AXIS), AXIS) / (size * M)
-        m2 = tl.expand_dims(tl.sum(tl.where(mask, sum_t, 0.0), axis=AXIS), AXIS) / (size * M)
+        sum_t = tl.where(
+            mask, a * p_out * s2 + a * q_out * s1 + (k * p_out * v + b * q_out) * M, 0.0
+        )
+        if AXIS == 2:
+            m1 = tl.sum(tl.sum(sum1, axis=1), axis=0) / (size * M)
+            m2 = tl.sum(tl.sum(sum_t, axis=1), axis=0) / (size * M)
+        else:
+            m1 = tl.expand_dims(tl.sum(sum1, axis=AXIS), AXIS) / (size * M)
+            m2 = tl.expand_dims(tl.sum(sum_t, axis=AXIS), AXIS) / (size * M)
         k_in, b_in = s * k - s * m2 * p_out, s * b - s * m1 - s * m2 * q_out
     return s * a, k_in, b_in
 
@@ -203,16 +219,22 @@ def coefficients_kernel(
 ):  # fmt: skip
     """A and B' of y = A·x_c + B'; the BN branch's (μ, s) for the backward; the running
     statistics of the tracked tensor (x, or GN(x) for gn_first) updated as BatchNorm2d does.
-    ``VARIANT``: 0 parallel, 1 gn_first (CN is gn_first with λ = 0), 2 bn_first."""
+    ``VARIANT``: 0 parallel, 1 gn_first (CN is gn_first with λ = 0), 2 bn_first, 3 BGN (one
+    statistic per group: its running statistics are indexed by group, not channel)."""
     cs, kmask, mask, at, m, v, gamma, lam = _load_group(
         mean_ptr, var_ptr, weight_ptr, theta_ptr, theta_stride, N, C, K,
         HAS_LAMBDA, BLOCK_N, BLOCK_K,
     )  # fmt: skip
     beta = tl.load(bias_ptr + cs, mask=kmask, other=0.0).to(ACC)[None, :]
     eps = tl.cast(eps_hi, ACC) + tl.cast(eps_lo, ACC)
+    ks = tl.arange(0, BLOCK_K)
+    if VARIANT == 3:  # every lane reads the group's statistic; one lane writes it
+        stat_at, stat_mask = tl.program_id(0) + 0 * ks, ks == 0
+    else:
+        stat_at, stat_mask = cs, kmask
     if not TRAINING:
-        mu_b = tl.load(rmean_ptr + cs, mask=kmask, other=0.0).to(ACC)
-        var_b = tl.load(rvar_ptr + cs, mask=kmask, other=1.0).to(ACC)
+        mu_b = tl.load(rmean_ptr + stat_at, mask=kmask, other=0.0).to(ACC)
+        var_b = tl.load(rvar_ptr + stat_at, mask=kmask, other=1.0).to(ACC)
     if VARIANT == 0:  # parallel: λ·GN(x) + (1 − λ)·BN(x)
         mu_g, var_g = _group_moments(m, v, mask, K)
         s_g = 1.0 / tl.sqrt(var_g + eps)
@@ -230,7 +252,7 @@ def coefficients_kernel(
         s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
         a = gamma * (lam * s_g + (1 - lam) * s_b * s_g)
         b = gamma * (lam * q_z + (1 - lam) * s_b * (q_z - mu_b[None, :]))
-    else:  # bn_first: z = BN(x); λ·GN(z) + (1 − λ)·z
+    elif VARIANT == 2:  # bn_first: z = BN(x); λ·GN(z) + (1 − λ)·z
         if TRAINING:
             mu_b, var_b = _batch_moments(m, v, mask, N)
         s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
@@ -239,6 +261,13 @@ def coefficients_kernel(
         s_gz = 1.0 / tl.sqrt(var_gz + eps)
         a = gamma * (lam * s_gz * s_b + (1 - lam) * s_b)
         b = gamma * (lam * s_gz * (q_z - mu_gz) + (1 - lam) * q_z)
+    else:  # BGN: y = γ·(x − μ)/σ with μ, σ² over (N, the group's channels, H, W)
+        if TRAINING:
+            mu, var = _pooled_moments(m, v, mask, N * K)
+            mu_b, var_b = mu + tl.zeros([BLOCK_K], ACC), var + tl.zeros([BLOCK_K], ACC)
+        s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
+        a = gamma * s_b + tl.zeros([BLOCK_N, BLOCK_K], ACC)
+        b = gamma * s_b * (m - mu_b[None, :])
     tl.store(a_ptr + at, a, mask=mask)
     tl.store(b_ptr + at, b + beta, mask=mask)
     tl.store(bmean_ptr + cs, mu_b, mask=kmask)
@@ -246,12 +275,12 @@ def coefficients_kernel(
     if TRAINING:
         momentum = tl.cast(momentum_hi, ACC) + tl.cast(momentum_lo, ACC)
         unbiased = var_b * (tl.cast(unbiased_hi, ACC) + tl.cast(unbiased_lo, ACC))
-        rm = tl.load(rmean_ptr + cs, mask=kmask, other=0.0)
-        rv = tl.load(rvar_ptr + cs, mask=kmask, other=0.0)
+        rm = tl.load(rmean_ptr + stat_at, mask=stat_mask, other=0.0)
+        rv = tl.load(rvar_ptr + stat_at, mask=stat_mask, other=0.0)
         rm_new = rm.to(ACC) + momentum * (mu_b - rm.to(ACC))
         rv_new = rv.to(ACC) + momentum * (unbiased - rv.to(ACC))
-        tl.store(rmean_ptr + cs, rm_new.to(rm.dtype), mask=kmask)
-        tl.store(rvar_ptr + cs, rv_new.to(rv.dtype), mask=kmask)
+        tl.store(rmean_ptr + stat_at, rm_new.to(rm.dtype), mask=stat_mask)
+        tl.store(rvar_ptr + stat_at, rv_new.to(rv.dtype), mask=stat_mask)
 
 
 @triton.jit
@@ -304,7 +333,7 @@ def backward_coefficients_kernel(
         alpha, kappa, beta0 = _normalization_backward(
             a + gamma * lam, k, b, s_g, s_g, q_z, s1, s2, v, M, mask, 1, K, False
         )
-    else:  # z = BN(x) = s_b·x_c + q_z;  y = γλ·GN(z) + γ(1 − λ)·z + β
+    elif VARIANT == 2:  # z = BN(x) = s_b·x_c + q_z;  y = γλ·GN(z) + γ(1 − λ)·z + β
         q_z = s_b * (m - mu_b)
         mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
         s_gz = 1.0 / tl.sqrt(var_gz + eps)
@@ -317,6 +346,13 @@ def backward_coefficients_kernel(
         )
         alpha, kappa, beta0 = _normalization_backward(
             a + gamma * (1 - lam), k, b, s_b, s_b, q_z, s1, s2, v, M, mask, 0, N, not TRAINING
+        )
+    else:  # BGN: y = γ·ẑ + β, ẑ = s·x_c + q pooled over the whole group (λ = 0)
+        q = s_b * (m - mu_b)
+        first = s_b * s2 + q * s1  # Σ dy·ẑ
+        diff = zero
+        alpha, kappa, beta0 = _normalization_backward(
+            gamma + zero, zero, zero, s_b, s_b, q, s1, s2, v, M, mask, 2, N * K, not TRAINING
         )
     tl.store(alpha_ptr + at, alpha, mask=mask)
     tl.store(kappa_ptr + at, kappa, mask=mask)

@@ -1,4 +1,4 @@
-"""``impl="triton"``: GN+ (every variant) and CN on the kernels of triton_kernels.py.
+"""``impl="triton"``: GN+ (every variant), CN and BGN on the kernels of triton_kernels.py.
 
 Three launches forward (moments, coefficients, output) and three backward (sums, coefficients,
 dx), whatever the variant; the activation is read as often as BN reads it. Triton is imported
@@ -35,7 +35,7 @@ MAX_COEFFICIENT_TILE = 16384
 #: elements one program of a pass over the activation loads at a time
 MAX_TILE = 4096
 #: the kernels' ``VARIANT`` constexpr (CN runs as gn_first with λ = 0)
-VARIANT_CODES = {"parallel": 0, "gn_first": 1, "bn_first": 2}
+VARIANT_CODES = {"parallel": 0, "gn_first": 1, "bn_first": 2, "bgn": 3}
 #: what the kernels accept; statistics accumulate in float32, or float64 for float64
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -126,7 +126,8 @@ def _kernels():
 
 
 class MomentTriton(torch.autograd.Function):
-    """``state`` = (groups, eps, momentum, variant code); ``theta`` is None for CN (λ = 0)."""
+    """``state`` = (groups, eps, momentum, variant code); ``theta`` is None for CN and BGN
+    (no λ: the kernels run with λ = 0)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, theta, running_mean, running_var, training, state):
@@ -143,7 +144,7 @@ class MomentTriton(torch.autograd.Function):
             ACC=_acc(acc), BLOCK_C=block_c, BLOCK_HW=block_hw,
         )  # fmt: skip
         bn_mean, bn_scale = (x.new_empty(c, dtype=acc) for _ in range(2))
-        count = n * hw
+        count = n * hw * (per_group if variant == VARIANT_CODES["bgn"] else 1)  # per statistic
         theta_arg = weight if theta is None else theta
         k.coefficients_kernel[(groups,)](
             mean, var, weight, bias, theta_arg, 1 if theta_arg.dim() else 0,
