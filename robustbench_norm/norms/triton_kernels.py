@@ -1,10 +1,11 @@
 """GN+, CN and BGN as Triton kernels (``impl="triton"``): BN's passes over the activation, no more.
 
-Every GN+ variant is ``y = A·x + B`` with (N, C)-sized A, B that depend on x only through its
-per-(n, c) mean m and biased variance v over (H, W) (moments.py). A layer therefore needs what
-BN needs: forward, one read of x for (m, v) and one read and write for y; backward, one read of
-x and dy for two per-(n, c) sums and one more read to write dx. The rest is arithmetic on (N, C)
-numbers, done here by one small kernel per direction instead of ~50 launches of (N, C)-sized ops.
+Every GN+ variant (and CN, BGN) is ``y = A·x + B`` with (N, C)-sized A, B that depend on x only
+through its per-(n, c) mean m and biased variance v over (H, W) (moments.py). A layer therefore
+needs what BN needs: forward, one read of x for (m, v) and one read and write for y; backward,
+one read of x and dy for two per-(n, c) sums and one more read to write dx. The rest is
+arithmetic on (N, C) numbers, done here by one small kernel per direction instead of ~50
+launches of (N, C)-sized ops.
 
 **Centred form.** With x_c = x − m (per (n, c)) every activation T of the layer — x, GN(x),
 BN(x), GN(BN(x)), … — is ``T = p·x_c + q`` for (N, C)-sized p, q; its per-(n, c) moments are
@@ -29,9 +30,9 @@ it is D_in = s·D_out. A variant's backward is its forward graph walked back wit
 rules; dγ, dβ, dλ are sums of Σ_hw dy·T over n. dx = α·dy + κ·x_c + β₀ is one elementwise pass.
 
 **Where the reductions meet.** GN pools over the channels of a group for each sample, BN over
-the samples for each channel: one program per group holds a group's (N, C/G) moments and does
-both. That caps the coefficient tile (``triton_layers.MAX_COEFFICIENT_TILE``); ``impl="auto"``
-falls back to ``kernels`` beyond it.
+the samples for each channel, BGN over both at once: one program per group holds a group's
+(N, C/G) moments and does all three. That caps the coefficient tile
+(``triton_layers.MAX_COEFFICIENT_TILE``); ``impl="auto"`` falls back to ``kernels`` beyond it.
 
 Statistics are accumulated in float32 for float16/bfloat16/float32 input and in float64 for
 float64 (``ACC``). Triton passes Python floats as float32, so eps, momentum and the unbiased
