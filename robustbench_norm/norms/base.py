@@ -145,7 +145,7 @@ class MomentNorm(nn.Module):
             and x.is_cuda
             and self._triton_kernels
             and not torch.compiler.is_compiling()
-            and triton_layers.unsupported(x, x.shape[0], self.num_channels // self.groups) is None
+            and triton_layers.unsupported(x, self.num_channels // self.groups) is None
         ):
             return "triton"
         return "kernels"

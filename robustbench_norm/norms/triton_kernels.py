@@ -31,8 +31,9 @@ rules; dγ, dβ, dλ are sums of Σ_hw dy·T over n. dx = α·dy + κ·x_c + β�
 
 **Where the reductions meet.** GN pools over the channels of a group for each sample, BN over
 the samples for each channel, BGN over both at once: one program per group holds a group's
-(N, C/G) moments and does all three. That caps the coefficient tile
-(``triton_layers.MAX_COEFFICIENT_TILE``); ``impl="auto"`` falls back to ``kernels`` beyond it.
+(N, C/G) moments and does all three, in blocks of samples (at most
+``triton_layers.MAX_COEFFICIENT_TILE`` values): a first walk pools what spans the batch, merging
+the blocks pairwise, a second writes the coefficients.
 
 Statistics are accumulated in float32 for float16/bfloat16/float32 input and in float64 for
 float64 (``ACC``). Triton passes Python floats as float32, so eps, momentum and the unbiased
@@ -135,6 +136,32 @@ def affine_kernel(
 
 
 # -- the (N, C)-sized coefficient math: one program per group ---------------------------------
+# A program walks its group's (N, C/G) moments in blocks of BLOCK_N samples: once to pool the
+# statistics that span the batch (BN's, BGN's; in the backward, their two means), once more to
+# write the per-(n, c) coefficients. Statistics within a sample (GN's) stay inside a block.
+
+
+@triton.jit
+def _group_params(weight_ptr, theta_ptr, theta_stride, K, HAS_LAMBDA: tl.constexpr,
+                  ACC: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
+    """The group's channels, their mask, γ and λ (0 without λ) as [1, BLOCK_K]."""
+    ks = tl.arange(0, BLOCK_K)
+    cs = tl.program_id(0) * K + ks
+    kmask = ks < K
+    gamma = tl.load(weight_ptr + cs, mask=kmask, other=0.0).to(ACC)
+    if HAS_LAMBDA:
+        theta = tl.load(theta_ptr + cs * theta_stride, mask=kmask, other=0.0).to(ACC)
+        lam = 1.0 / (1.0 + tl.exp(-theta))
+    else:
+        lam = tl.zeros([BLOCK_K], ACC)
+    return ks, cs, kmask, gamma[None, :], lam[None, :]
+
+
+@triton.jit
+def _block(start, N, C, cs, kmask, BLOCK_N: tl.constexpr):
+    """Mask and (N, C) offsets of the samples start … start + BLOCK_N of the group."""
+    ns = start + tl.arange(0, BLOCK_N)
+    return (ns < N)[:, None] & kmask[None, :], ns[:, None] * C + cs[None, :]
 
 
 @triton.jit
@@ -147,67 +174,38 @@ def _group_moments(q, pv, mask, K):
 
 
 @triton.jit
-def _batch_moments(q, pv, mask, N):
-    """Pooled mean and variance over the samples (axis 0), per channel: [BLOCK_K]."""
-    mu = tl.sum(tl.where(mask, q, 0.0), axis=0) / N
-    d = q - mu[None, :]
-    var = tl.sum(tl.where(mask, pv + d * d, 0.0), axis=0) / N
-    return mu, var
+def _tracked(m, v, mask, eps, K, VARIANT: tl.constexpr):
+    """Per-(n, c) moments of the tensor the batch statistics are taken of: GN(x) for gn_first,
+    x otherwise."""
+    if VARIANT == 1:
+        mu_g, var_g = _group_moments(m, v, mask, K)
+        s_g = 1.0 / tl.sqrt(var_g + eps)
+        return s_g * (m - mu_g), s_g * s_g * v
+    return m, v
 
 
 @triton.jit
-def _pooled_moments(q, pv, mask, count):
-    """Pooled mean and variance over the whole tile (BGN: the batch and the group's channels)."""
-    mu = tl.sum(tl.sum(tl.where(mask, q, 0.0), axis=1), axis=0) / count
-    d = q - mu
-    var = tl.sum(tl.sum(tl.where(mask, pv + d * d, 0.0), axis=1), axis=0) / count
-    return mu, var
+def _grad_sums(a, k, b, p, q, s1, s2, v, M, mask):
+    """Σ_hw D and Σ_hw D·T per (n, c) for D = a·dy + k·x_c + b and T = p·x_c + q."""
+    sum1 = tl.where(mask, a * s1 + b * M, 0.0)
+    sum_t = tl.where(mask, a * p * s2 + a * q * s1 + (k * p * v + b * q) * M, 0.0)
+    return sum1, sum_t
 
 
 @triton.jit
-def _normalization_backward(
-    a, k, b, s, p_out, q_out, s1, s2, v, M, mask, AXIS: tl.constexpr, size, FIXED: tl.constexpr
-):  # fmt: skip
-    """D_out = a·dy + k·x_c + b through T_out = s·(T_in − μ) pooled over ``AXIS`` (1: the
-    group's channels, 0: the batch, 2: both, for BGN) of ``size`` members; ``FIXED``: μ, s were
-    constants."""
-    if FIXED:
-        k_in, b_in = s * k, s * b
-    else:
-        sum1 = tl.where(mask, a * s1 + b * M, 0.0)
-        sum_t = tl.where(
-            mask, a * p_out * s2 + a * q_out * s1 + (k * p_out * v + b * q_out) * M, 0.0
-        )
-        if AXIS == 2:
-            m1 = tl.sum(tl.sum(sum1, axis=1), axis=0) / (size * M)
-            m2 = tl.sum(tl.sum(sum_t, axis=1), axis=0) / (size * M)
-        else:
-            m1 = tl.expand_dims(tl.sum(sum1, axis=AXIS), AXIS) / (size * M)
-            m2 = tl.expand_dims(tl.sum(sum_t, axis=AXIS), AXIS) / (size * M)
-        k_in, b_in = s * k - s * m2 * p_out, s * b - s * m1 - s * m2 * q_out
-    return s * a, k_in, b_in
+def _normalization_backward(a, k, b, s, p, q, m1, m2):
+    """D_in from D_out = a·dy + k·x_c + b through T_out = s·(T_in − μ) = p·x_c + q, given the
+    means over the normalized set of D_out (m1) and D_out·T_out (m2); 0 and 0 for fixed μ, s."""
+    return s * a, s * k - s * m2 * p, s * b - s * m1 - s * m2 * q
 
 
 @triton.jit
-def _load_group(
-    mean_ptr, var_ptr, weight_ptr, theta_ptr, theta_stride, N, C, K,
-    HAS_LAMBDA: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):  # fmt: skip
-    ns = tl.arange(0, BLOCK_N)
-    ks = tl.arange(0, BLOCK_K)
-    cs = tl.program_id(0) * K + ks
-    kmask = ks < K
-    mask = (ns < N)[:, None] & kmask[None, :]
-    at = ns[:, None] * C + cs[None, :]
-    m = tl.load(mean_ptr + at, mask=mask, other=0.0)
-    v = tl.load(var_ptr + at, mask=mask, other=0.0)
-    gamma = tl.load(weight_ptr + cs, mask=kmask, other=0.0).to(m.dtype)
-    if HAS_LAMBDA:
-        theta = tl.load(theta_ptr + cs * theta_stride, mask=kmask, other=0.0).to(m.dtype)
-        lam = 1.0 / (1.0 + tl.exp(-theta))
-    else:
-        lam = tl.zeros([BLOCK_K], m.dtype)
-    return cs, kmask, mask, at, m, v, gamma[None, :], lam[None, :]
+def _group_backward(a, k, b, s, p, q, s1, s2, v, M, mask, K):
+    """Normalization backward over the channels of each sample's group (within the block)."""
+    sum1, sum_t = _grad_sums(a, k, b, p, q, s1, s2, v, M, mask)
+    m1 = tl.expand_dims(tl.sum(sum1, axis=1), 1) / (K * M)
+    m2 = tl.expand_dims(tl.sum(sum_t, axis=1), 1) / (K * M)
+    return _normalization_backward(a, k, b, s, p, q, m1, m2)
 
 
 @triton.jit
@@ -218,59 +216,74 @@ def coefficients_kernel(
     VARIANT: tl.constexpr, TRAINING: tl.constexpr, HAS_LAMBDA: tl.constexpr,
     ACC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    """A and B' of y = A·x_c + B'; the BN branch's (μ, s) for the backward; the running
+    """A and B' of y = A·x_c + B'; the batch branch's (μ, s) for the backward; the running
     statistics of the tracked tensor (x, or GN(x) for gn_first) updated as BatchNorm2d does.
     ``VARIANT``: 0 parallel, 1 gn_first (CN is gn_first with λ = 0), 2 bn_first, 3 BGN (one
-    statistic per group: its running statistics are indexed by group, not channel)."""
-    cs, kmask, mask, at, m, v, gamma, lam = _load_group(
-        mean_ptr, var_ptr, weight_ptr, theta_ptr, theta_stride, N, C, K,
-        HAS_LAMBDA, BLOCK_N, BLOCK_K,
-    )  # fmt: skip
+    statistic per group over the batch and the group's channels: its running statistics are
+    indexed by group, not channel)."""
+    ks, cs, kmask, gamma, lam = _group_params(
+        weight_ptr, theta_ptr, theta_stride, K, HAS_LAMBDA, ACC, BLOCK_K
+    )
     beta = tl.load(bias_ptr + cs, mask=kmask, other=0.0).to(ACC)[None, :]
     eps = tl.cast(eps_hi, ACC) + tl.cast(eps_lo, ACC)
-    ks = tl.arange(0, BLOCK_K)
     if VARIANT == 3:  # every lane reads the group's statistic; one lane writes it
         stat_at, stat_mask = tl.program_id(0) + 0 * ks, ks == 0
     else:
         stat_at, stat_mask = cs, kmask
-    if not TRAINING:
+    if TRAINING:  # pass 1: the batch statistics, blocks merged pairwise (Chan et al.)
+        mu_b = tl.zeros([BLOCK_K], ACC)
+        ss = tl.zeros([BLOCK_K], ACC)  # Σ over samples of (variance + squared deviation)
+        for start in range(0, N, BLOCK_N):
+            mask, at = _block(start, N, C, cs, kmask, BLOCK_N)
+            m = tl.load(mean_ptr + at, mask=mask, other=0.0)
+            v = tl.load(var_ptr + at, mask=mask, other=0.0)
+            q, pv = _tracked(m, v, mask, eps, K, VARIANT)
+            rows = tl.cast(tl.minimum(N - start, BLOCK_N), ACC)
+            seen = tl.cast(start, ACC)
+            if VARIANT == 3:
+                rows, seen = rows * K, seen * K
+                block_mu = tl.sum(tl.sum(tl.where(mask, q, 0.0), axis=1), axis=0) / rows
+                d = q - block_mu
+                block_ss = tl.sum(tl.sum(tl.where(mask, pv + d * d, 0.0), axis=1), axis=0)
+            else:
+                block_mu = tl.sum(tl.where(mask, q, 0.0), axis=0) / rows
+                d = q - block_mu[None, :]
+                block_ss = tl.sum(tl.where(mask, pv + d * d, 0.0), axis=0)
+            delta = block_mu - mu_b
+            mu_b += delta * (rows / (seen + rows))
+            ss += block_ss + delta * delta * (seen * rows / (seen + rows))
+        var_b = ss / (N * K) if VARIANT == 3 else ss / N
+    else:
         mu_b = tl.load(rmean_ptr + stat_at, mask=kmask, other=0.0).to(ACC)
         var_b = tl.load(rvar_ptr + stat_at, mask=kmask, other=1.0).to(ACC)
-    if VARIANT == 0:  # parallel: λ·GN(x) + (1 − λ)·BN(x)
-        mu_g, var_g = _group_moments(m, v, mask, K)
-        s_g = 1.0 / tl.sqrt(var_g + eps)
-        if TRAINING:
-            mu_b, var_b = _batch_moments(m, v, mask, N)
-        s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
-        a = gamma * (lam * s_g + (1 - lam) * s_b)
-        b = gamma * (lam * s_g * (m - mu_g) + (1 - lam) * s_b * (m - mu_b[None, :]))
-    elif VARIANT == 1:  # gn_first: z = GN(x); λ·z + (1 − λ)·BN(z)
-        mu_g, var_g = _group_moments(m, v, mask, K)
-        s_g = 1.0 / tl.sqrt(var_g + eps)
-        q_z = s_g * (m - mu_g)
-        if TRAINING:
-            mu_b, var_b = _batch_moments(q_z, s_g * s_g * v, mask, N)
-        s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
-        a = gamma * (lam * s_g + (1 - lam) * s_b * s_g)
-        b = gamma * (lam * q_z + (1 - lam) * s_b * (q_z - mu_b[None, :]))
-    elif VARIANT == 2:  # bn_first: z = BN(x); λ·GN(z) + (1 − λ)·z
-        if TRAINING:
-            mu_b, var_b = _batch_moments(m, v, mask, N)
-        s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
-        q_z = s_b * (m - mu_b[None, :])
-        mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
-        s_gz = 1.0 / tl.sqrt(var_gz + eps)
-        a = gamma * (lam * s_gz * s_b + (1 - lam) * s_b)
-        b = gamma * (lam * s_gz * (q_z - mu_gz) + (1 - lam) * q_z)
-    else:  # BGN: y = γ·(x − μ)/σ with μ, σ² over (N, the group's channels, H, W)
-        if TRAINING:
-            mu, var = _pooled_moments(m, v, mask, N * K)
-            mu_b, var_b = mu + tl.zeros([BLOCK_K], ACC), var + tl.zeros([BLOCK_K], ACC)
-        s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
-        a = gamma * s_b + tl.zeros([BLOCK_N, BLOCK_K], ACC)
-        b = gamma * s_b * (m - mu_b[None, :])
-    tl.store(a_ptr + at, a, mask=mask)
-    tl.store(b_ptr + at, b + beta, mask=mask)
+    s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
+    mu = mu_b[None, :]
+    for start in range(0, N, BLOCK_N):  # pass 2: the coefficients
+        mask, at = _block(start, N, C, cs, kmask, BLOCK_N)
+        m = tl.load(mean_ptr + at, mask=mask, other=0.0)
+        v = tl.load(var_ptr + at, mask=mask, other=0.0)
+        if VARIANT == 0:  # parallel: λ·GN(x) + (1 − λ)·BN(x)
+            mu_g, var_g = _group_moments(m, v, mask, K)
+            s_g = 1.0 / tl.sqrt(var_g + eps)
+            a = gamma * (lam * s_g + (1 - lam) * s_b)
+            b = gamma * (lam * s_g * (m - mu_g) + (1 - lam) * s_b * (m - mu))
+        elif VARIANT == 1:  # gn_first: z = GN(x); λ·z + (1 − λ)·BN(z)
+            mu_g, var_g = _group_moments(m, v, mask, K)
+            s_g = 1.0 / tl.sqrt(var_g + eps)
+            q_z = s_g * (m - mu_g)
+            a = gamma * (lam * s_g + (1 - lam) * s_b * s_g)
+            b = gamma * (lam * q_z + (1 - lam) * s_b * (q_z - mu))
+        elif VARIANT == 2:  # bn_first: z = BN(x); λ·GN(z) + (1 − λ)·z
+            q_z = s_b * (m - mu)
+            mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
+            s_gz = 1.0 / tl.sqrt(var_gz + eps)
+            a = gamma * (lam * s_gz * s_b + (1 - lam) * s_b)
+            b = gamma * (lam * s_gz * (q_z - mu_gz) + (1 - lam) * q_z)
+        else:  # BGN: y = γ·(x − μ)/σ
+            a = gamma * s_b + tl.zeros([BLOCK_N, BLOCK_K], ACC)
+            b = gamma * s_b * (m - mu)
+        tl.store(a_ptr + at, a, mask=mask)
+        tl.store(b_ptr + at, b + beta, mask=mask)
     tl.store(bmean_ptr + cs, mu_b, mask=kmask)
     tl.store(bscale_ptr + cs, tl.sum(s_b, axis=0), mask=kmask)
     if TRAINING:
@@ -285,6 +298,33 @@ def coefficients_kernel(
 
 
 @triton.jit
+def _through_batch(m, v, s1, s2, mask, gamma, lam, mu, s_b, eps, M, K,
+                   VARIANT: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_K: tl.constexpr):  # fmt: skip
+    """For a block of samples: the gradient reaching the batch normalization (a, k, b), its
+    output T = p·x_c + q, and what the rest of the layer needs afterwards."""
+    zero = tl.zeros([BLOCK_N, BLOCK_K], ACC)
+    if VARIANT == 0:  # the BN view b̂ directly: D = γ(1 − λ)·dy
+        return gamma * (1 - lam) + zero, zero, zero, s_b + zero, s_b * (m - mu)
+    elif VARIANT == 1:  # BN(z) of z = GN(x): D = γ(1 − λ)·dy
+        mu_g, var_g = _group_moments(m, v, mask, K)
+        s_g = 1.0 / tl.sqrt(var_g + eps)
+        q_z = s_g * (m - mu_g)
+        return gamma * (1 - lam) + zero, zero, zero, s_b * s_g + zero, s_b * (q_z - mu)
+    elif VARIANT == 2:  # z = BN(x): D_z = γ(1 − λ)·dy + GN's backward of γλ·dy
+        q_z = s_b * (m - mu)
+        mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
+        s_gz = 1.0 / tl.sqrt(var_gz + eps)
+        a, k, b = _group_backward(
+            gamma * lam + zero, zero, zero, s_gz, s_gz * s_b + zero, s_gz * (q_z - mu_gz),
+            s1, s2, v, M, mask, K,
+        )  # fmt: skip
+        return a + gamma * (1 - lam), k, b, s_b + zero, q_z
+    else:  # BGN: D = γ·dy
+        return gamma + zero, zero, zero, s_b + zero, s_b * (m - mu)
+
+
+@triton.jit
 def backward_coefficients_kernel(
     mean_ptr, var_ptr, s1_ptr, s2_ptr, weight_ptr, theta_ptr, theta_stride, bmean_ptr,
     bscale_ptr, alpha_ptr, kappa_ptr, beta0_ptr, dweight_ptr, dbias_ptr, dtheta_ptr,
@@ -293,77 +333,89 @@ def backward_coefficients_kernel(
     ACC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     """dx = α·dy + κ·x_c + β₀ per (n, c), and dγ, dβ, dθ per channel (module docstring)."""
-    cs, kmask, mask, at, m, v, gamma, lam = _load_group(
-        mean_ptr, var_ptr, weight_ptr, theta_ptr, theta_stride, N, C, K,
-        HAS_LAMBDA, BLOCK_N, BLOCK_K,
-    )  # fmt: skip
-    s1 = tl.load(s1_ptr + at, mask=mask, other=0.0)
-    s2 = tl.load(s2_ptr + at, mask=mask, other=0.0)
-    mu_b = tl.load(bmean_ptr + cs, mask=kmask, other=0.0)[None, :]
+    _ks, cs, kmask, gamma, lam = _group_params(
+        weight_ptr, theta_ptr, theta_stride, K, HAS_LAMBDA, ACC, BLOCK_K
+    )
+    mu = tl.load(bmean_ptr + cs, mask=kmask, other=0.0)[None, :]
     s_b = tl.load(bscale_ptr + cs, mask=kmask, other=0.0)[None, :]
     eps = tl.cast(eps_hi, ACC) + tl.cast(eps_lo, ACC)
     M = tl.cast(HW, ACC)
+    m1 = tl.zeros([1, BLOCK_K], ACC)  # the batch normalization's two means (0: fixed μ, s)
+    m2 = tl.zeros([1, BLOCK_K], ACC)
+    if TRAINING:  # pass 1: pool them over the batch
+        for start in range(0, N, BLOCK_N):
+            mask, at = _block(start, N, C, cs, kmask, BLOCK_N)
+            m = tl.load(mean_ptr + at, mask=mask, other=0.0)
+            v = tl.load(var_ptr + at, mask=mask, other=0.0)
+            s1 = tl.load(s1_ptr + at, mask=mask, other=0.0)
+            s2 = tl.load(s2_ptr + at, mask=mask, other=0.0)
+            a, k, b, p, q = _through_batch(
+                m, v, s1, s2, mask, gamma, lam, mu, s_b, eps, M, K,
+                VARIANT, ACC, BLOCK_N, BLOCK_K,
+            )  # fmt: skip
+            sum1, sum_t = _grad_sums(a, k, b, p, q, s1, s2, v, M, mask)
+            if VARIANT == 3:
+                m1 += tl.sum(tl.sum(sum1, axis=1), axis=0)
+                m2 += tl.sum(tl.sum(sum_t, axis=1), axis=0)
+            else:
+                m1 += tl.sum(sum1, axis=0)[None, :]
+                m2 += tl.sum(sum_t, axis=0)[None, :]
+        if VARIANT == 3:
+            m1, m2 = m1 / (N * K * M), m2 / (N * K * M)
+        else:
+            m1, m2 = m1 / (N * M), m2 / (N * M)
     zero = tl.zeros([BLOCK_N, BLOCK_K], ACC)
-    if VARIANT == 0:  # y = γλ·ĝ + γ(1 − λ)·b̂ + β
-        mu_g, var_g = _group_moments(m, v, mask, K)
-        s_g = 1.0 / tl.sqrt(var_g + eps)
-        q_g = s_g * (m - mu_g)
-        q_b = s_b * (m - mu_b)
-        first = s_g * s2 + q_g * s1  # Σ dy·ĝ (Σ dy·T = p·S2 + q·S1 for T = p·x_c + q)
-        diff = (s_g - s_b) * s2 + (q_g - q_b) * s1  # Σ dy·(ĝ − b̂)
-        a1, k1, b1 = _normalization_backward(
-            gamma * lam + zero, zero, zero, s_g, s_g, q_g, s1, s2, v, M, mask, 1, K, False
+    dgamma = tl.zeros([BLOCK_K], ACC)
+    dbias = tl.zeros([BLOCK_K], ACC)
+    dlam = tl.zeros([BLOCK_K], ACC)
+    for start in range(0, N, BLOCK_N):  # pass 2: the coefficients of dx, and dγ, dβ, dλ
+        mask, at = _block(start, N, C, cs, kmask, BLOCK_N)
+        m = tl.load(mean_ptr + at, mask=mask, other=0.0)
+        v = tl.load(var_ptr + at, mask=mask, other=0.0)
+        s1 = tl.load(s1_ptr + at, mask=mask, other=0.0)
+        s2 = tl.load(s2_ptr + at, mask=mask, other=0.0)
+        a, k, b, p, q = _through_batch(
+            m, v, s1, s2, mask, gamma, lam, mu, s_b, eps, M, K, VARIANT, ACC, BLOCK_N, BLOCK_K
         )
-        a2, k2, b2 = _normalization_backward(
-            gamma * (1 - lam) + zero, zero, zero, s_b, s_b, q_b, s1, s2, v, M, mask, 0, N,
-            not TRAINING,
-        )  # fmt: skip
-        alpha, kappa, beta0 = a1 + a2, k1 + k2, b1 + b2
-    elif VARIANT == 1:  # z = GN(x) = s_g·x_c + q_z;  y = γλ·z + γ(1 − λ)·BN(z) + β
-        mu_g, var_g = _group_moments(m, v, mask, K)
-        s_g = 1.0 / tl.sqrt(var_g + eps)
-        q_z = s_g * (m - mu_g)
-        p_bz = s_b * s_g
-        q_bz = s_b * (q_z - mu_b)
-        first = s_g * s2 + q_z * s1  # Σ dy·z
-        diff = s_g * (1 - s_b) * s2 + ((1 - s_b) * q_z + s_b * mu_b) * s1  # Σ dy·(z − BN(z))
-        a, k, b = _normalization_backward(
-            gamma * (1 - lam) + zero, zero, zero, s_b, p_bz, q_bz, s1, s2, v, M, mask, 0, N,
-            not TRAINING,
-        )  # fmt: skip
-        alpha, kappa, beta0 = _normalization_backward(
-            a + gamma * lam, k, b, s_g, s_g, q_z, s1, s2, v, M, mask, 1, K, False
-        )
-    elif VARIANT == 2:  # z = BN(x) = s_b·x_c + q_z;  y = γλ·GN(z) + γ(1 − λ)·z + β
-        q_z = s_b * (m - mu_b)
-        mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
-        s_gz = 1.0 / tl.sqrt(var_gz + eps)
-        p_gz = s_gz * s_b
-        q_gz = s_gz * (q_z - mu_gz)
-        first = p_gz * s2 + q_gz * s1  # Σ dy·GN(z)
-        diff = s_b * (s_gz - 1) * s2 + ((s_gz - 1) * q_z - s_gz * mu_gz) * s1  # Σ dy·(GN(z) − z)
-        a, k, b = _normalization_backward(
-            gamma * lam + zero, zero, zero, s_gz, p_gz, q_gz, s1, s2, v, M, mask, 1, K, False
-        )
-        alpha, kappa, beta0 = _normalization_backward(
-            a + gamma * (1 - lam), k, b, s_b, s_b, q_z, s1, s2, v, M, mask, 0, N, not TRAINING
-        )
-    else:  # BGN: y = γ·ẑ + β, ẑ = s·x_c + q pooled over the whole group (λ = 0)
-        q = s_b * (m - mu_b)
-        first = s_b * s2 + q * s1  # Σ dy·ẑ
-        diff = zero
-        alpha, kappa, beta0 = _normalization_backward(
-            gamma + zero, zero, zero, s_b, s_b, q, s1, s2, v, M, mask, 2, N * K, not TRAINING
-        )
-    tl.store(alpha_ptr + at, alpha, mask=mask)
-    tl.store(kappa_ptr + at, kappa, mask=mask)
-    tl.store(beta0_ptr + at, beta0, mask=mask)
-    # dγ = Σ dy·(λ·first view + (1 − λ)·second view); dλ = γ·Σ dy·(first − second), formed
-    # without subtracting the two sums (they nearly cancel where the views nearly agree)
-    dgamma = tl.sum(tl.where(mask, first - (1 - lam) * diff, 0.0), axis=0)
+        alpha, kappa, beta0 = _normalization_backward(a, k, b, s_b, p, q, m1, m2)
+        # Σ dy·T = p·S2 + q·S1 for T = p·x_c + q; first/second: the views λ and 1 − λ weigh
+        if VARIANT == 0:  # y = γλ·ĝ + γ(1 − λ)·b̂ + β
+            mu_g, var_g = _group_moments(m, v, mask, K)
+            s_g = 1.0 / tl.sqrt(var_g + eps)
+            q_g = s_g * (m - mu_g)
+            g_a, g_k, g_b = _group_backward(
+                gamma * lam + zero, zero, zero, s_g, s_g + zero, q_g, s1, s2, v, M, mask, K
+            )
+            alpha, kappa, beta0 = alpha + g_a, kappa + g_k, beta0 + g_b
+            first = s_g * s2 + q_g * s1  # Σ dy·ĝ
+            diff = (s_g - p) * s2 + (q_g - q) * s1  # Σ dy·(ĝ − b̂)
+        elif VARIANT == 1:  # z = GN(x);  y = γλ·z + γ(1 − λ)·BN(z) + β
+            mu_g, var_g = _group_moments(m, v, mask, K)
+            s_g = 1.0 / tl.sqrt(var_g + eps)
+            q_z = s_g * (m - mu_g)
+            alpha, kappa, beta0 = _group_backward(
+                alpha + gamma * lam, kappa, beta0, s_g, s_g + zero, q_z, s1, s2, v, M, mask, K
+            )
+            first = s_g * s2 + q_z * s1  # Σ dy·z
+            diff = s_g * (1 - s_b) * s2 + ((1 - s_b) * q_z + s_b * mu) * s1  # Σ dy·(z − BN(z))
+        elif VARIANT == 2:  # z = BN(x);  y = γλ·GN(z) + γ(1 − λ)·z + β
+            mu_gz, var_gz = _group_moments(q, s_b * s_b * v, mask, K)
+            s_gz = 1.0 / tl.sqrt(var_gz + eps)
+            first = s_gz * s_b * s2 + s_gz * (q - mu_gz) * s1  # Σ dy·GN(z)
+            diff = s_b * (s_gz - 1) * s2 + ((s_gz - 1) * q - s_gz * mu_gz) * s1  # Σ dy·(GN(z) − z)
+        else:  # BGN: y = γ·ẑ + β (λ = 0)
+            first = p * s2 + q * s1  # Σ dy·ẑ
+            diff = zero
+        tl.store(alpha_ptr + at, alpha, mask=mask)
+        tl.store(kappa_ptr + at, kappa, mask=mask)
+        tl.store(beta0_ptr + at, beta0, mask=mask)
+        # dγ = Σ dy·(λ·first view + (1 − λ)·second view); dλ = γ·Σ dy·(first − second), formed
+        # without subtracting the two sums (they nearly cancel where the views nearly agree)
+        dgamma += tl.sum(tl.where(mask, first - (1 - lam) * diff, 0.0), axis=0)
+        dbias += tl.sum(tl.where(mask, s1, 0.0), axis=0)
+        dlam += tl.sum(tl.where(mask, gamma * diff, 0.0), axis=0)
     tl.store(dweight_ptr + cs, dgamma, mask=kmask)
-    tl.store(dbias_ptr + cs, tl.sum(tl.where(mask, s1, 0.0), axis=0), mask=kmask)
+    tl.store(dbias_ptr + cs, dbias, mask=kmask)
     if HAS_LAMBDA:
-        dlam = tl.sum(tl.where(mask, gamma * diff, 0.0), axis=0)
         lam1 = tl.sum(lam, axis=0)
         tl.store(dtheta_ptr + cs, dlam * lam1 * (1 - lam1), mask=kmask)

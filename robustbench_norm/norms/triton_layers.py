@@ -28,10 +28,10 @@ from robustbench_norm.norms.moments import compute_dtype
 #: and timed on a GPU (``bash benchmarks/gpu/triton.sh``; issue 22): until then they are opt-in,
 #: ``impl="triton"``, checked only through the interpreter.
 AUTO_PICKS_TRITON = False
-#: the largest (batch × channels per group) the per-group coefficient kernel holds in one tile
-#: (both padded to powers of 2): beyond it ``triton`` refuses and ``auto`` uses ``kernels`` (a
-#: bound against register spills, to be revisited on a GPU)
-MAX_COEFFICIENT_TILE = 16384
+#: the most (samples × channels per group, both padded to powers of 2) the per-group coefficient
+#: kernels hold at a time; a larger batch is walked in blocks (a bound against register spills,
+#: to be revisited on a GPU)
+MAX_COEFFICIENT_TILE = 4096
 #: elements one program of a pass over the activation loads at a time
 MAX_TILE = 4096
 #: the kernels' ``VARIANT`` constexpr (CN runs as gn_first with λ = 0)
@@ -54,7 +54,7 @@ def _pow2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
-def unsupported(x: Tensor, batch: int, channels_per_group: int) -> str | None:
+def unsupported(x: Tensor, channels_per_group: int) -> str | None:
     """Why the Triton kernels cannot normalize ``x``, or None if they can."""
     if not triton_available():
         return "triton is not installed (it ships with torch's CUDA wheels on Linux)"
@@ -65,11 +65,10 @@ def unsupported(x: Tensor, batch: int, channels_per_group: int) -> str | None:
         )
     if x.dtype not in DTYPES:
         return f"dtype {x.dtype} is not one of float16, bfloat16, float32, float64"
-    tile = _pow2(batch) * _pow2(channels_per_group)
-    if tile > MAX_COEFFICIENT_TILE:
+    if _pow2(channels_per_group) > MAX_COEFFICIENT_TILE:
         return (
-            f"batch {batch} × {channels_per_group} channels per group pads to {tile} values, "
-            f"more than the coefficient kernel's {MAX_COEFFICIENT_TILE}"
+            f"{channels_per_group} channels per group do not fit the coefficient kernels' "
+            f"{MAX_COEFFICIENT_TILE} values"
         )
     return None
 
@@ -109,6 +108,12 @@ def _tiles(x: Tensor) -> tuple[int, int]:
         return block_c, max(1, min(_pow2(hw), MAX_TILE // block_c))
     block_hw = min(_pow2(hw), 1024, MAX_TILE)
     return max(1, min(_pow2(c), MAX_TILE // block_hw)), block_hw
+
+
+def _coefficient_blocks(n: int, per_group: int) -> dict[str, int]:
+    """BLOCK_K holds a group's channels; BLOCK_N as many samples as fit beside them."""
+    block_k = _pow2(per_group)
+    return {"BLOCK_N": max(1, min(_pow2(n), MAX_COEFFICIENT_TILE // block_k)), "BLOCK_K": block_k}
 
 
 def _acc(dtype: torch.dtype):
@@ -151,7 +156,7 @@ class MomentTriton(torch.autograd.Function):
             running_mean, running_var, a, b, bn_mean, bn_scale, n, c, per_group,
             *_pair(eps), *_pair(momentum), *_pair(count / max(count - 1, 1)),
             VARIANT=variant, TRAINING=training, HAS_LAMBDA=theta is not None,
-            ACC=_acc(acc), BLOCK_N=_pow2(n), BLOCK_K=_pow2(per_group),
+            ACC=_acc(acc), **_coefficient_blocks(n, per_group),
         )  # fmt: skip
         y = torch.empty_like(x)
         _affine(x, None, y, mean, a, None, b)
@@ -180,7 +185,7 @@ class MomentTriton(torch.autograd.Function):
             mean, var, s1, s2, weight, theta, 1 if theta.dim() else 0, bn_mean, bn_scale,
             alpha, kappa, beta0, dweight, dbias, dtheta, n, c, per_group, hw, *_pair(eps),
             VARIANT=variant, TRAINING=ctx.training, HAS_LAMBDA=ctx.has_lambda,
-            ACC=_acc(acc), BLOCK_N=_pow2(n), BLOCK_K=_pow2(per_group),
+            ACC=_acc(acc), **_coefficient_blocks(n, per_group),
         )  # fmt: skip
         dx = torch.empty_like(x)
         _affine(x, dy, dx, mean, kappa, alpha, beta0)
@@ -220,7 +225,7 @@ def apply(
 ) -> Tensor:
     """Run the layer (``state`` = (groups, eps, momentum, variant name)), or say why it can't."""
     groups, eps, momentum, variant = state
-    reason = unsupported(x, x.shape[0], x.shape[1] // groups)
+    reason = unsupported(x, x.shape[1] // groups)
     if reason is not None:
         raise RobustBenchError(
             f"impl='triton' cannot run here: {reason}; use impl='auto' (it falls back to "
