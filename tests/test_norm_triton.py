@@ -51,14 +51,15 @@ def assert_same(ours, plain, tol=1e-10):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol, msg=f"output {i}")
 
 
-@pytest.mark.parametrize(("name", "variant", "per_channel"), LAYERS)
+NCHW, CL = torch.contiguous_format, torch.channels_last
+
+
 @pytest.mark.parametrize(
-    ("x_layout", "dy_layout"),
-    [
-        (torch.contiguous_format, torch.contiguous_format),
-        # dy need not come in x's layout (channels_last throughout: test_norm_layers)
-        (torch.channels_last, torch.contiguous_format),
-    ],
+    ("name", "variant", "per_channel", "x_layout", "dy_layout"),
+    [(*layer, NCHW, NCHW) for layer in LAYERS]
+    # dy need not come in x's layout: the strides are each tensor's own, whatever the layer
+    # (channels_last throughout, every layer: test_norm_layers)
+    + [("gnplus", "bn_first", True, CL, NCHW), ("bgn", None, False, NCHW, CL)],
 )
 def test_every_gradient_and_running_statistic_match_float64_autograd(
     name, variant, per_channel, x_layout, dy_layout
