@@ -184,3 +184,21 @@ def test_inside_a_compiled_model_it_runs_the_traceable_composition(monkeypatch):
     y = compiled(layer_x)
     y.backward(dy)
     assert_same((y, layer_x.grad), step(plain, x, dy)[:2])
+
+
+@pytest.mark.slow  # ~25 s: 19 layers a step through the interpreter
+def test_a_network_trains_through_the_kernels_along_the_kernels_path(tmp_path):
+    """The project's training loop, channels_last, with every GN+ layer on ``triton``: the same
+    losses as ``kernels`` up to float32 rounding (two paths sum in other orders)."""
+    from robustbench_norm.training import TrainSpec, train
+
+    losses = {}
+    for impl in ("kernels", "triton"):
+        spec = TrainSpec(
+            model="resnet20", width=2, batch_size=16, steps=4, log_every=1, lr=0.05,
+            norm="gnplus", norm_options={"groups": 2, "impl": impl}, channels_last=True,
+        )  # fmt: skip
+        result = train(spec, tmp_path / impl, quiet=True)
+        assert result.status == "done"
+        losses[impl] = result.log["loss"]
+    assert losses["triton"] == pytest.approx(losses["kernels"], rel=1e-3)
