@@ -46,7 +46,7 @@ class MomentNorm(nn.Module):
         super().__init__()
         check_num_channels(num_channels, self.layer)
         check_options(self.layer, eps=eps, momentum=momentum, impl=impl)
-        if impl == "triton" and not self._triton_kernels:
+        if impl == "triton" and type(self)._triton_variant is None:
             raise RobustBenchError(
                 f"{self.layer}: impl='triton' is not available for this layer (the Triton "
                 "kernels cover GN+, CN and BGN); use impl='kernels'"
@@ -117,16 +117,16 @@ class MomentNorm(nn.Module):
         state = (self.groups, self.eps, momentum)
         return (x, self.weight, self.bias, *buffers, self.training, state)
 
-    #: whether the Triton kernels (triton_layers.py) compute this layer: GN+, CN and BGN (a
-    #: subclass with coefficients of its own does not get them)
-    _triton_kernels: bool = False
+    #: what the Triton kernels (triton_layers.py) compute this layer as: a name of
+    #: ``triton_layers.VARIANT_CODES``, or None for a subclass with coefficients of its own
+    _triton_variant: str | None = None
 
     def _triton_args(self, x: Tensor, momentum: float) -> tuple:
-        """The arguments of ``triton_layers.apply`` (this form: CN, which is GN+'s ``gn_first``
-        at λ = 0, so θ is None)."""
+        """The arguments of ``triton_layers.apply``; θ only for a layer that learns λ (GN+)."""
+        theta = getattr(self, "lambda_logit", None)
         buffers = (self.running_mean, self.running_var)
-        state = (self.groups, self.eps, momentum, "gn_first")
-        return (x, self.weight, self.bias, None, *buffers, self.training, state)
+        state = (self.groups, self.eps, momentum, self._triton_variant)
+        return (x, self.weight, self.bias, theta, *buffers, self.training, state)
 
     def resolved_impl(self, x: Tensor | None = None) -> str:
         """``auto`` → ``triton`` for a CUDA input the Triton kernels take (GN+, CN, BGN: three
@@ -143,7 +143,7 @@ class MomentNorm(nn.Module):
             triton_layers.AUTO_PICKS_TRITON
             and x is not None
             and x.is_cuda
-            and self._triton_kernels
+            and self._triton_variant is not None
             and not torch.compiler.is_compiling()
             and triton_layers.unsupported(x, self.num_channels // self.groups) is None
         ):

@@ -46,12 +46,7 @@ class BatchGroupNorm(MomentNorm):
 
     _kernel_function = BatchGroupKernels
     _kernel_functional = staticmethod(batch_group_functional)
-    _triton_kernels = True
-
-    def _triton_args(self, x, momentum: float) -> tuple:
-        buffers = (self.running_mean, self.running_var)
-        state = (self.groups, self.eps, momentum, "bgn")
-        return (x, self.weight, self.bias, None, *buffers, self.training, state)
+    _triton_variant = "bgn"
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, groups={self.groups}"

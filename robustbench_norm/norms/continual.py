@@ -40,7 +40,7 @@ class ContinualNorm(MomentNorm):
 
     _kernel_function = ContinualKernels
     _kernel_functional = staticmethod(continual_functional)
-    _triton_kernels = True
+    _triton_variant = "gn_first"  # at λ = 0
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, groups={self.groups}"

@@ -121,12 +121,9 @@ class GNPlus(MomentNorm):
             self.training, state,
         )  # fmt: skip
 
-    _triton_kernels = True
-
-    def _triton_args(self, x: Tensor, momentum: float) -> tuple:
-        buffers = (self.running_mean, self.running_var)
-        state = (self.groups, self.eps, momentum, self.variant)
-        return (x, self.weight, self.bias, self.lambda_logit, *buffers, self.training, state)
+    @property
+    def _triton_variant(self) -> str:
+        return self.variant
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A BatchNorm2d checkpoint has everything but θ: keep θ's initial value for it.

@@ -158,19 +158,23 @@ def _group_params(weight_ptr, theta_ptr, theta_stride, K, HAS_LAMBDA: tl.constex
 
 
 @triton.jit
-def _block(start, N, C, cs, kmask, BLOCK_N: tl.constexpr):
-    """Mask and (N, C) offsets of the samples start … start + BLOCK_N of the group."""
+def _block(mean_ptr, var_ptr, start, N, C, cs, kmask, BLOCK_N: tl.constexpr):
+    """Mask, (N, C) offsets and per-(n, c) moments of the samples start … start + BLOCK_N."""
     ns = start + tl.arange(0, BLOCK_N)
-    return (ns < N)[:, None] & kmask[None, :], ns[:, None] * C + cs[None, :]
+    mask = (ns < N)[:, None] & kmask[None, :]
+    at = ns[:, None] * C + cs[None, :]
+    m = tl.load(mean_ptr + at, mask=mask, other=0.0)
+    return mask, at, m, tl.load(var_ptr + at, mask=mask, other=0.0)
 
 
 @triton.jit
-def _group_moments(q, pv, mask, K):
-    """Pooled mean and variance over the channels of the group (axis 1), as [BLOCK_N, 1]."""
+def _group_normalizer(q, pv, mask, K, eps):
+    """GN's (μ, s = 1/√(σ² + eps)) of T = p·x_c + q with per-(n, c) variance pv: moments pooled
+    over the channels of the group (axis 1), as [BLOCK_N, 1]."""
     mu = tl.sum(tl.where(mask, q, 0.0), axis=1) / K
     d = q - mu[:, None]
     var = tl.sum(tl.where(mask, pv + d * d, 0.0), axis=1) / K
-    return mu[:, None], var[:, None]
+    return mu[:, None], 1.0 / tl.sqrt(var[:, None] + eps)
 
 
 @triton.jit
@@ -178,8 +182,7 @@ def _tracked(m, v, mask, eps, K, VARIANT: tl.constexpr):
     """Per-(n, c) moments of the tensor the batch statistics are taken of: GN(x) for gn_first,
     x otherwise."""
     if VARIANT == 1:
-        mu_g, var_g = _group_moments(m, v, mask, K)
-        s_g = 1.0 / tl.sqrt(var_g + eps)
+        mu_g, s_g = _group_normalizer(m, v, mask, K, eps)
         return s_g * (m - mu_g), s_g * s_g * v
     return m, v
 
@@ -234,9 +237,7 @@ def coefficients_kernel(
         mu_b = tl.zeros([BLOCK_K], ACC)
         ss = tl.zeros([BLOCK_K], ACC)  # Σ over samples of (variance + squared deviation)
         for start in range(0, N, BLOCK_N):
-            mask, at = _block(start, N, C, cs, kmask, BLOCK_N)
-            m = tl.load(mean_ptr + at, mask=mask, other=0.0)
-            v = tl.load(var_ptr + at, mask=mask, other=0.0)
+            mask, at, m, v = _block(mean_ptr, var_ptr, start, N, C, cs, kmask, BLOCK_N)
             q, pv = _tracked(m, v, mask, eps, K, VARIANT)
             rows = tl.cast(tl.minimum(N - start, BLOCK_N), ACC)
             seen = tl.cast(start, ACC)
@@ -259,24 +260,19 @@ def coefficients_kernel(
     s_b = (1.0 / tl.sqrt(var_b + eps))[None, :]
     mu = mu_b[None, :]
     for start in range(0, N, BLOCK_N):  # pass 2: the coefficients
-        mask, at = _block(start, N, C, cs, kmask, BLOCK_N)
-        m = tl.load(mean_ptr + at, mask=mask, other=0.0)
-        v = tl.load(var_ptr + at, mask=mask, other=0.0)
+        mask, at, m, v = _block(mean_ptr, var_ptr, start, N, C, cs, kmask, BLOCK_N)
         if VARIANT == 0:  # parallel: λ·GN(x) + (1 − λ)·BN(x)
-            mu_g, var_g = _group_moments(m, v, mask, K)
-            s_g = 1.0 / tl.sqrt(var_g + eps)
+            mu_g, s_g = _group_normalizer(m, v, mask, K, eps)
             a = gamma * (lam * s_g + (1 - lam) * s_b)
             b = gamma * (lam * s_g * (m - mu_g) + (1 - lam) * s_b * (m - mu))
         elif VARIANT == 1:  # gn_first: z = GN(x); λ·z + (1 − λ)·BN(z)
-            mu_g, var_g = _group_moments(m, v, mask, K)
-            s_g = 1.0 / tl.sqrt(var_g + eps)
+            mu_g, s_g = _group_normalizer(m, v, mask, K, eps)
             q_z = s_g * (m - mu_g)
             a = gamma * (lam * s_g + (1 - lam) * s_b * s_g)
             b = gamma * (lam * q_z + (1 - lam) * s_b * (q_z - mu))
         elif VARIANT == 2:  # bn_first: z = BN(x); λ·GN(z) + (1 − λ)·z
             q_z = s_b * (m - mu)
-            mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
-            s_gz = 1.0 / tl.sqrt(var_gz + eps)
+            mu_gz, s_gz = _group_normalizer(q_z, s_b * s_b * v, mask, K, eps)
             a = gamma * (lam * s_gz * s_b + (1 - lam) * s_b)
             b = gamma * (lam * s_gz * (q_z - mu_gz) + (1 - lam) * q_z)
         else:  # BGN: y = γ·(x − μ)/σ
@@ -307,14 +303,12 @@ def _through_batch(m, v, s1, s2, mask, gamma, lam, mu, s_b, eps, M, K,
     if VARIANT == 0:  # the BN view b̂ directly: D = γ(1 − λ)·dy
         return gamma * (1 - lam) + zero, zero, zero, s_b + zero, s_b * (m - mu)
     elif VARIANT == 1:  # BN(z) of z = GN(x): D = γ(1 − λ)·dy
-        mu_g, var_g = _group_moments(m, v, mask, K)
-        s_g = 1.0 / tl.sqrt(var_g + eps)
+        mu_g, s_g = _group_normalizer(m, v, mask, K, eps)
         q_z = s_g * (m - mu_g)
         return gamma * (1 - lam) + zero, zero, zero, s_b * s_g + zero, s_b * (q_z - mu)
     elif VARIANT == 2:  # z = BN(x): D_z = γ(1 − λ)·dy + GN's backward of γλ·dy
         q_z = s_b * (m - mu)
-        mu_gz, var_gz = _group_moments(q_z, s_b * s_b * v, mask, K)
-        s_gz = 1.0 / tl.sqrt(var_gz + eps)
+        mu_gz, s_gz = _group_normalizer(q_z, s_b * s_b * v, mask, K, eps)
         a, k, b = _group_backward(
             gamma * lam + zero, zero, zero, s_gz, s_gz * s_b + zero, s_gz * (q_z - mu_gz),
             s1, s2, v, M, mask, K,
@@ -344,9 +338,7 @@ def backward_coefficients_kernel(
     m2 = tl.zeros([1, BLOCK_K], ACC)
     if TRAINING:  # pass 1: pool them over the batch
         for start in range(0, N, BLOCK_N):
-            mask, at = _block(start, N, C, cs, kmask, BLOCK_N)
-            m = tl.load(mean_ptr + at, mask=mask, other=0.0)
-            v = tl.load(var_ptr + at, mask=mask, other=0.0)
+            mask, at, m, v = _block(mean_ptr, var_ptr, start, N, C, cs, kmask, BLOCK_N)
             s1 = tl.load(s1_ptr + at, mask=mask, other=0.0)
             s2 = tl.load(s2_ptr + at, mask=mask, other=0.0)
             a, k, b, p, q = _through_batch(
@@ -369,9 +361,7 @@ def backward_coefficients_kernel(
     dbias = tl.zeros([BLOCK_K], ACC)
     dlam = tl.zeros([BLOCK_K], ACC)
     for start in range(0, N, BLOCK_N):  # pass 2: the coefficients of dx, and dγ, dβ, dλ
-        mask, at = _block(start, N, C, cs, kmask, BLOCK_N)
-        m = tl.load(mean_ptr + at, mask=mask, other=0.0)
-        v = tl.load(var_ptr + at, mask=mask, other=0.0)
+        mask, at, m, v = _block(mean_ptr, var_ptr, start, N, C, cs, kmask, BLOCK_N)
         s1 = tl.load(s1_ptr + at, mask=mask, other=0.0)
         s2 = tl.load(s2_ptr + at, mask=mask, other=0.0)
         a, k, b, p, q = _through_batch(
@@ -380,8 +370,7 @@ def backward_coefficients_kernel(
         alpha, kappa, beta0 = _normalization_backward(a, k, b, s_b, p, q, m1, m2)
         # Σ dy·T = p·S2 + q·S1 for T = p·x_c + q; first/second: the views λ and 1 − λ weigh
         if VARIANT == 0:  # y = γλ·ĝ + γ(1 − λ)·b̂ + β
-            mu_g, var_g = _group_moments(m, v, mask, K)
-            s_g = 1.0 / tl.sqrt(var_g + eps)
+            mu_g, s_g = _group_normalizer(m, v, mask, K, eps)
             q_g = s_g * (m - mu_g)
             g_a, g_k, g_b = _group_backward(
                 gamma * lam + zero, zero, zero, s_g, s_g + zero, q_g, s1, s2, v, M, mask, K
@@ -390,8 +379,7 @@ def backward_coefficients_kernel(
             first = s_g * s2 + q_g * s1  # Σ dy·ĝ
             diff = (s_g - p) * s2 + (q_g - q) * s1  # Σ dy·(ĝ − b̂)
         elif VARIANT == 1:  # z = GN(x);  y = γλ·z + γ(1 − λ)·BN(z) + β
-            mu_g, var_g = _group_moments(m, v, mask, K)
-            s_g = 1.0 / tl.sqrt(var_g + eps)
+            mu_g, s_g = _group_normalizer(m, v, mask, K, eps)
             q_z = s_g * (m - mu_g)
             alpha, kappa, beta0 = _group_backward(
                 alpha + gamma * lam, kappa, beta0, s_g, s_g + zero, q_z, s1, s2, v, M, mask, K
@@ -399,8 +387,7 @@ def backward_coefficients_kernel(
             first = s_g * s2 + q_z * s1  # Σ dy·z
             diff = s_g * (1 - s_b) * s2 + ((1 - s_b) * q_z + s_b * mu) * s1  # Σ dy·(z − BN(z))
         elif VARIANT == 2:  # z = BN(x);  y = γλ·GN(z) + γ(1 − λ)·z + β
-            mu_gz, var_gz = _group_moments(q, s_b * s_b * v, mask, K)
-            s_gz = 1.0 / tl.sqrt(var_gz + eps)
+            mu_gz, s_gz = _group_normalizer(q, s_b * s_b * v, mask, K, eps)
             first = s_gz * s_b * s2 + s_gz * (q - mu_gz) * s1  # Σ dy·GN(z)
             diff = s_b * (s_gz - 1) * s2 + ((s_gz - 1) * q - s_gz * mu_gz) * s1  # Σ dy·(GN(z) − z)
         else:  # BGN: y = γ·ẑ + β (λ = 0)
