@@ -7,6 +7,7 @@ import itertools
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -168,13 +169,43 @@ def test_plan_estimates_the_time_from_recorded_jobs(tmp_path, capsys):
 
     suite = load_suite("suites/smoke.toml")
     job = suite.jobs[0]
-    recorded = [({"train": job.train.to_dict()}, 100.0)]
-    steps = job.train.total_steps(5000)
+    recorded = [(job.to_dict(), 100.0)]
     seconds, unknown = estimate_seconds(suite, recorded)
-    # every smoke job has the same model, width and batch size: priced at 100 s per job's steps
-    assert unknown == 0 and seconds == pytest.approx(100.0 / steps * steps * len(suite.jobs))
+    # every smoke job has the same model, width, batch size and steps: each priced at 100 s
+    assert unknown == 0 and seconds == pytest.approx(100.0 * len(suite.jobs))
     assert main(["plan", "suites/smoke.toml", "--store", str(tmp_path / "none.sqlite")]) == 0
     assert "no estimate" in capsys.readouterr().out
+
+
+def test_a_job_is_priced_by_its_twins_on_other_seeds_before_its_steps():
+    """The standard suite's unregularized jobs evaluate far more than their regularized twins:
+    a twin on another seed prices a job exactly; else the rate per step of its norm and batch
+    size, else of its batch size; else nothing."""
+    from robustbench_norm.suites.plan import price_jobs
+
+    suite = load_suite("suites/smoke.toml")
+    job = suite.jobs[0]
+    other_norm = next(j for j in suite.jobs if j.train.norm != job.train.norm)
+    steps = job.train.total_steps(5000)
+
+    def variant(j, **train):
+        return replace(j, train=replace(j.train, **train))
+
+    twin = variant(job, seed=job.train.seed + 1000)
+    recorded = [
+        ({**twin.to_dict(), "compute": "cpu-1threads"}, 50.0),
+        ({**twin.to_dict(), "compute": "cpu-1threads"}, 70.0),
+        (variant(job, seed=7, dropout=0.3).to_dict(), 400.0),  # same norm, 4× the twins' rate
+    ]
+    doubled = variant(job, steps=2 * steps, seed=3)  # no twin: its norm's median rate
+    wider = variant(job, width=job.train.width * 2)  # another model: nothing to go by
+    prices = price_jobs([job, doubled, replace(other_norm, train=replace(other_norm.train,
+                         steps=steps)), wider], recorded)  # fmt: skip
+    rates = sorted([50.0 / steps, 70.0 / steps, 400.0 / steps])
+    assert prices[0] == pytest.approx(60.0)  # the twins' median, not the dropout job's
+    assert prices[1] == pytest.approx(rates[1] * 2 * steps)
+    assert prices[2] == pytest.approx(rates[1] * steps)  # batch size only: the same three
+    assert prices[3] is None
 
 
 def test_the_headline_sets_robust_accuracy_beside_clean_accuracy_on_the_same_images():
@@ -229,3 +260,17 @@ def test_plan_with_a_store_prices_only_what_run_would_compute(tmp_path, capsys):
     assert "for the 1 jobs priced" in out
     # images seen, not the dataset's size: 2 jobs × 3 steps × 64
     assert "6 optimizer steps in all, 384 training images seen (5,000 in the training set)" in out
+    # the progress bar of `run`: bn priced at its own time, gnplus (no twin) at the median of
+    # bn's and gn's at the same batch size and steps
+    from robustbench_norm.suites.plan import progress_weights
+    from robustbench_norm.suites.store import Store
+
+    jobs = [replace(j, compute="cpu-1threads") for j in load_suite(str(suite)).jobs]
+    with Store.open(store, read_only=True) as db:
+        seconds = dict(db.conn.execute("SELECT norm, wall_seconds FROM jobs").fetchall())
+        weights, unit = progress_weights(db, jobs)
+    assert unit == "job-second"
+    both = round((seconds["bn"] + seconds["gn"]) / 2)
+    assert weights == {jobs[0].key: max(1, round(seconds["bn"])), jobs[1].key: max(1, both)}
+    with Store.open(tmp_path / "empty.sqlite") as db:  # nothing to go by: steps
+        assert progress_weights(db, jobs) == ({j.key: 3 for j in jobs}, "step")

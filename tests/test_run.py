@@ -321,6 +321,27 @@ def test_a_failing_job_is_recorded_and_the_run_exits_3(tmp_path, capsys):
         assert {j["status"] for j in store.jobs_of_run(1)} == {"failed"}
 
 
+def test_a_job_resumed_after_training_records_its_whole_cost(tmp_path):
+    """A job cut off during evaluation resumes from its trained checkpoint. Its recorded time
+    (what `plan` prices suites from, and the job time a leaderboard states) still counts the
+    training done before the cut, not only the evaluation after it."""
+    from robustbench_norm.suites.execute import execute_job
+
+    suite = tmp_path / "resumed.toml"
+    suite.write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]").replace("steps = 12", "steps = 40")
+                     .split("[stability]")[0])  # fmt: skip
+    job = load_suite(suite).jobs[0]
+    settings = RunSettings(workdir=str(tmp_path / "w"), quiet=True, threads=1)
+    first = execute_job(job, settings)
+    training = next(r["value"] for r in first.results if r["name"] == "wall_seconds")
+    assert first.status == "done" and training < first.wall_seconds
+    started = time.perf_counter()
+    again = execute_job(job, settings)  # the checkpoint is final: evaluation only
+    segment = time.perf_counter() - started
+    assert segment < training  # so a record of this process alone would be too short
+    assert training < again.wall_seconds <= training + segment
+
+
 def test_cli_plan_list_and_report(tiny, tmp_path, capsys):
     assert main(["plan", str(tiny["suite"])]) == 0
     assert "6 jobs" in capsys.readouterr().out

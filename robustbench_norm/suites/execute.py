@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from robustbench_norm.data import dataset_info, default_cache_dir, load_split
+from robustbench_norm.data import default_cache_dir, load_split
 from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.evaluation import (
     BatchStatisticsPlan,
@@ -42,6 +42,7 @@ from robustbench_norm.progress import note, progress_bar
 from robustbench_norm.provenance import provenance
 from robustbench_norm.specs import RUNNING, code_files
 from robustbench_norm.suites.job_claims import JobClaims
+from robustbench_norm.suites.plan import progress_weights
 from robustbench_norm.suites.store import JobOutcome, Store
 from robustbench_norm.suites.suite import JOB_CODE, JobSpec, Suite
 from robustbench_norm.suites.workers import InProcess, ProcessPool, RayBackend
@@ -95,6 +96,7 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
             quiet=settings.quiet,
             fresh=settings.fresh,
         )
+        trained = time.perf_counter()
         log = result.log
         rows = [
             _row("train", "steps", None, "steps", result.steps),
@@ -111,7 +113,9 @@ def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
                 status,
                 None,
                 str(result.checkpoint),
-                time.perf_counter() - started,
+                # training summed over every process that trained it (a resumed job's earlier
+                # segments included) + this evaluation: what the job costs, however cut up
+                result.wall_seconds + time.perf_counter() - trained,
                 log,
                 result.stability,
                 rows,
@@ -349,10 +353,10 @@ def run_suite(
         if pending:
             prepare_corruptions(suite, settings)
         queue = JobQueue(store, claims, run_id, pending, settings.fresh, say)
-        # weighted by training steps: a ladder's last rung costs as much as all the others
-        train_size = dataset_info(suite.dataset).train_size
-        steps = {job.key: job.train.total_steps(train_size) for job, _ in pending}
-        bar = progress_bar(sum(steps.values()), f"suite {suite.name}", "step", settings.quiet)
+        # weighted by each job's price (or steps): a ladder's last rung costs as much as all
+        # the others, and a batch-64 job with evaluation as much as a batch-8 one
+        weights, unit = progress_weights(store, [job for job, _ in pending])
+        bar = progress_bar(sum(weights.values()), f"suite {suite.name}", unit, settings.quiet)
 
         def write(job: JobSpec, job_id: int, outcome: JobOutcome) -> None:
             store.record(job_id, outcome)
@@ -363,7 +367,7 @@ def run_suite(
                 summary.failed.append(f"{tag}: {outcome.error.strip().splitlines()[-1]}")
             elif outcome.status == "diverged":
                 summary.diverged.append(tag)
-            bar.update(steps[job.key])
+            bar.update(weights[job.key])
             if on_job is not None:
                 on_job(job, outcome)
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import os
 import statistics
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from robustbench_norm.data import dataset_info
 from robustbench_norm.evaluation import CorruptionSpec, NoiseSequenceSpec, NoiseSpec
 from robustbench_norm.perturb.attacks import format_epsilon
-from robustbench_norm.suites.suite import Suite
+from robustbench_norm.specs import canonical_json
+from robustbench_norm.suites.suite import JobSpec, Suite
 from robustbench_norm.training import TrainSpec
 
 
@@ -101,28 +103,71 @@ def _describe_eval(spec) -> str:
     return f"{spec.name} ε {', '.join(format_epsilon(e) for e in spec.epsilons)}"
 
 
-def estimate_seconds(suite: Suite, recorded: list[tuple[dict, float]]) -> tuple[float, int]:
-    """Seconds the suite's jobs should take in one process, and how many jobs had no recorded
-    job to go by. Each job is priced at the median seconds per optimizer step (training and
-    evaluation together) of recorded finished jobs with the same model, width, dataset, norm
-    and batch size, else the same but any norm; times its own number of steps."""
+def recorded_durations(store) -> list[tuple[dict, float]]:
+    """(spec, seconds) of every finished job in ``store``: what :func:`price_jobs` goes by."""
+    rows = store.conn.execute(
+        "SELECT spec, wall_seconds FROM jobs WHERE status = 'done' AND wall_seconds > 0"
+    ).fetchall()
+    return [(json.loads(r["spec"]), r["wall_seconds"]) for r in rows]
+
+
+def price_jobs(jobs: Sequence[JobSpec], recorded: list[tuple[dict, float]]) -> list[float | None]:
+    """Seconds each job should take in one process (None: no recorded job to go by).
+
+    A job is priced at the median duration of recorded jobs identical to it but for the seed
+    (an interrupted publication's other seeds), else at the median seconds per optimizer step
+    of recorded jobs with the same model, width, dataset, norm and batch size, else the same but
+    any norm, times its own steps. The exact match comes first because evaluation, not
+    training, can dominate a job: an unregularized BN job of the standard suite also sweeps
+    test-time statistics at batch 1 over the test set, and takes several times as long as its
+    dropout twin."""
+    same: dict[str, list[float]] = {}
     rates: dict[tuple, list[float]] = {}
     for spec, seconds in recorded:
+        same.setdefault(_seedless(spec), []).append(seconds)
         train = spec["train"]
         steps = TrainSpec.from_dict(train).total_steps(dataset_info(train["dataset"]).train_size)
         for key in (_key(train, True), _key(train, False)):
             rates.setdefault(key, []).append(seconds / max(1, steps))
-    total, unknown = 0.0, 0
-    for job in suite.jobs:
-        train = job.train.to_dict()
-        rate = rates.get(_key(train, True)) or rates.get(_key(train, False))
-        if rate is None:
-            unknown += 1
+    prices: list[float | None] = []
+    for job in jobs:
+        spec = job.to_dict()
+        if _seedless(spec) in same:
+            prices.append(statistics.median(same[_seedless(spec)]))
             continue
-        total += statistics.median(rate) * job.train.total_steps(
-            dataset_info(job.train.dataset).train_size
-        )
-    return total, unknown
+        rate = rates.get(_key(spec["train"], True)) or rates.get(_key(spec["train"], False))
+        steps = job.train.total_steps(dataset_info(job.train.dataset).train_size)
+        prices.append(None if rate is None else statistics.median(rate) * steps)
+    return prices
+
+
+def estimate_seconds(suite: Suite, recorded: list[tuple[dict, float]]) -> tuple[float, int]:
+    """Seconds the suite's jobs should take in one process, and how many jobs had no recorded
+    job to go by (see :func:`price_jobs`)."""
+    prices = price_jobs(suite.jobs, recorded)
+    return sum(p for p in prices if p is not None), prices.count(None)
+
+
+def progress_weights(store, jobs: Sequence[JobSpec]) -> tuple[dict[str, int], str]:
+    """Each job's share of a run's progress bar (by key) and the bar's unit: its price in
+    seconds when ``store`` prices every job, else its optimizer steps. Steps alone misjudge a
+    suite of mixed batch sizes several times over (a batch-8 step costs a fraction of a
+    batch-64 step, and evaluation costs no steps): they put the standard publication's ETA at
+    40 hours with about 10 left."""
+    prices = price_jobs(jobs, recorded_durations(store))
+    if all(p is not None for p in prices):
+        return {
+            job.key: max(1, round(p)) for job, p in zip(jobs, prices, strict=True)
+        }, "job-second"
+    return {
+        job.key: job.train.total_steps(dataset_info(job.train.dataset).train_size) for job in jobs
+    }, "step"
+
+
+def _seedless(spec: dict) -> str:
+    """A job spec without its seed and compute setting: the jobs that should cost the same."""
+    train = {k: v for k, v in spec["train"].items() if k != "seed"}
+    return canonical_json({**spec, "train": train, "compute": None})
 
 
 def _key(train: dict, with_norm: bool) -> tuple:
@@ -136,13 +181,10 @@ def _estimate_line(suite: Suite, store_path: Path, skip: set[int] = frozenset())
 
     try:
         with Store.open(store_path, read_only=True) as store:
-            rows = store.conn.execute(
-                "SELECT spec, wall_seconds FROM jobs WHERE status = 'done' AND wall_seconds > 0"
-            ).fetchall()
+            recorded = recorded_durations(store)
     except RobustBenchError as e:  # a missing store is normal before the first run
         reason = f"{store_path} does not exist yet" if not store_path.exists() else str(e)
         return f"time: no estimate ({reason})"
-    recorded = [(json.loads(r["spec"]), r["wall_seconds"]) for r in rows]
     if skip:  # priced: only what `run` would compute
         remaining = tuple(j for i, j in enumerate(suite.jobs) if i not in skip)
         if not remaining:
