@@ -342,6 +342,42 @@ def test_a_job_resumed_after_training_records_its_whole_cost(tmp_path):
     assert training < again.wall_seconds <= training + segment
 
 
+def test_export_snapshots_a_store_being_written_and_a_run_resumes_from_the_copy(
+    tiny, tmp_path, capsys
+):
+    """Between sittings of a long run its store is exported and committed: the copy holds what
+    was committed when it was taken (not a writer's open transaction), is one file, replaces
+    an old copy and its stale journal, and `run` on it reuses every finished job."""
+    source = tiny["root"] / "store.sqlite"
+    dest = tmp_path / "snapshot.sqlite"
+    Path(f"{dest}-wal").write_bytes(b"an old copy's journal")
+    writer = sqlite3.connect(source, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE runs SET status = 'uncommitted'")
+    try:
+        assert main(["export", str(dest), "--store", str(source)]) == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert "6 finished jobs" in capsys.readouterr().out
+    assert not Path(f"{dest}-wal").exists() and not list(tmp_path.glob(".*partial"))
+    copy = sqlite3.connect(dest)
+    assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert {r[0] for r in copy.execute("SELECT status FROM runs")} == {"finished"}
+    n_results = copy.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    copy.close()
+    with Store.open(source, read_only=True) as original:
+        assert original.conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == n_results
+    with Store.open(dest) as store:
+        again = run_suite(load_suite(tiny["suite"]), store,
+                          RunSettings(workdir=str(tmp_path / "w"), quiet=True, threads=1))  # fmt: skip
+    assert (again.executed, again.reused) == (0, 6)
+    assert main(["export", str(source), "--store", str(source)]) == 2
+    assert main(["export", str(tmp_path / "no" / "x.sqlite"), "--store", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert "is --store itself" in err and "does not exist; create it" in err
+
+
 def test_cli_plan_list_and_report(tiny, tmp_path, capsys):
     assert main(["plan", str(tiny["suite"])]) == 0
     assert "6 jobs" in capsys.readouterr().out

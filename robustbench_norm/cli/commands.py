@@ -430,6 +430,40 @@ def _cmd_detach(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    import os
+    import sqlite3
+
+    from robustbench_norm.suites.sqlite_io import storage_error
+    from robustbench_norm.suites.store import Store
+
+    dest, source = Path(args.dest), Path(args.store)
+    if dest.exists() and source.exists() and dest.resolve() == source.resolve():
+        raise RobustBenchError(f"export: DEST {dest} is --store itself; name another file")
+    if not dest.parent.is_dir():
+        raise RobustBenchError(
+            f"export: DEST's folder {dest.parent} does not exist; create it or name another path"
+        )
+    staging = dest.with_name(f".{dest.name}.partial")
+    try:
+        with Store.open(source, read_only=True) as store:
+            store.export_all(staging)
+            runs = len(store.runs())
+            (jobs,) = store.conn.execute(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'done'"
+            ).fetchone()
+        for suffix in ("-wal", "-shm"):  # an old DEST's journal must not replay onto the new one
+            Path(f"{dest}{suffix}").unlink(missing_ok=True)
+        os.replace(staging, dest)
+    except sqlite3.Error as e:
+        raise storage_error(staging, e) from None
+    finally:
+        staging.unlink(missing_ok=True)
+    size = dest.stat().st_size / 1e6
+    print(f"{dest}: {runs} run(s), {jobs} finished jobs of {source} ({size:.1f} MB)")
+    return EXIT_OK
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from robustbench_norm.data import load_split
     from robustbench_norm.evaluation import (

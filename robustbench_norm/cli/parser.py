@@ -13,6 +13,7 @@ from robustbench_norm.cli.commands import (
     _cmd_curves,
     _cmd_detach,
     _cmd_eval,
+    _cmd_export,
     _cmd_fingerprint,
     _cmd_list,
     _cmd_nightly,
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fingerprint(sub)
     _add_list(sub)
     _add_detach(sub)
+    _add_export(sub)
     _add_train(sub)
     _add_eval(sub)
     _show_defaults(parser)
@@ -388,6 +390,25 @@ def _add_detach(sub) -> None:
     p.add_argument("--suite", required=True, help="the suite's name (list runs shows it)")
     p.add_argument("--store", default=str(DEFAULT_STORE_PATH))
     p.set_defaults(func=_cmd_detach)
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="copy a store into one compact file, safely while a run writes into it",
+        description="Copy every run of a store into DEST: one compacted SQLite file with no "
+        "-wal beside it, read from one consistent snapshot, so it is safe while a run is "
+        "writing into the store. What to commit at the end of each sitting of a long run (the "
+        "store is the record; checkpoints are not) or carry to another machine, where `run` "
+        "resumes from a copy of it. DEST is replaced only once the copy is whole.\n\n"
+        "examples:\n"
+        "  robustbench-norm export /tmp/smoke.sqlite --store leaderboards/smoke/store.sqlite\n"
+        "  robustbench-norm export runs/standard.sqlite --store results/standard.sqlite",
+        formatter_class=RAW,
+    )
+    p.add_argument("dest", help="the file to write (replaced if it exists)")
+    p.add_argument("--store", default=str(DEFAULT_STORE_PATH))
+    p.set_defaults(func=_cmd_export)
 
 
 def _add_train(sub) -> None:
