@@ -197,6 +197,7 @@ def test_a_job_is_priced_by_its_twins_on_other_seeds_before_its_steps():
         ({**twin.to_dict(), "compute": "cpu-1threads"}, 50.0),
         ({**twin.to_dict(), "compute": "cpu-1threads"}, 70.0),
         (variant(job, seed=7, dropout=0.3).to_dict(), 400.0),  # same norm, 4× the twins' rate
+        ({"label": "resnet18-tv (external)", "external": {}}, 9.0),  # trains nothing: ignored
     ]
     doubled = variant(job, steps=2 * steps, seed=3)  # no twin: its norm's median rate
     wider = variant(job, width=job.train.width * 2)  # another model: nothing to go by

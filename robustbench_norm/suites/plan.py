@@ -124,6 +124,8 @@ def price_jobs(jobs: Sequence[JobSpec], recorded: list[tuple[dict, float]]) -> l
     same: dict[str, list[float]] = {}
     rates: dict[tuple, list[float]] = {}
     for spec, seconds in recorded:
+        if "train" not in spec:  # an external model's evaluation: nothing trained to go by
+            continue
         same.setdefault(_seedless(spec), []).append(seconds)
         train = spec["train"]
         steps = TrainSpec.from_dict(train).total_steps(dataset_info(train["dataset"]).train_size)
