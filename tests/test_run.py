@@ -177,7 +177,7 @@ test_limit = 300
 name = "gnplus"
 options = {{ groups = 2{extra} }}
 [train]
-steps = 60
+steps = 20
 lr = 0.05
 [evaluate.noise]
 sigmas = [0.1]
