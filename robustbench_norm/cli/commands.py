@@ -431,10 +431,6 @@ def _cmd_detach(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import os
-    import sqlite3
-
-    from robustbench_norm.suites.sqlite_io import storage_error
     from robustbench_norm.suites.store import Store
 
     dest, source = Path(args.dest), Path(args.store)
@@ -444,21 +440,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise RobustBenchError(
             f"export: DEST's folder {dest.parent} does not exist; create it or name another path"
         )
-    staging = dest.with_name(f".{dest.name}.partial")
-    try:
-        with Store.open(source, read_only=True) as store:
-            store.export_all(staging)
-            runs = len(store.runs())
-            (jobs,) = store.conn.execute(
-                "SELECT COUNT(*) FROM jobs WHERE status = 'done'"
-            ).fetchone()
-        for suffix in ("-wal", "-shm"):  # an old DEST's journal must not replay onto the new one
-            Path(f"{dest}{suffix}").unlink(missing_ok=True)
-        os.replace(staging, dest)
-    except sqlite3.Error as e:
-        raise storage_error(staging, e) from None
-    finally:
-        staging.unlink(missing_ok=True)
+    with Store.open(source, read_only=True) as store:
+        store.export_all(dest)
+        runs = len(store.runs())
+        (jobs,) = store.conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()
     size = dest.stat().st_size / 1e6
     print(f"{dest}: {runs} run(s), {jobs} finished jobs of {source} ({size:.1f} MB)")
     return EXIT_OK

@@ -128,18 +128,18 @@ def price_jobs(jobs: Sequence[JobSpec], recorded: list[tuple[dict, float]]) -> l
             continue
         same.setdefault(_seedless(spec), []).append(seconds)
         train = spec["train"]
-        steps = TrainSpec.from_dict(train).total_steps(dataset_info(train["dataset"]).train_size)
+        steps = _total_steps(TrainSpec.from_dict(train))
         for key in (_key(train, True), _key(train, False)):
             rates.setdefault(key, []).append(seconds / max(1, steps))
     prices: list[float | None] = []
     for job in jobs:
         spec = job.to_dict()
-        if _seedless(spec) in same:
-            prices.append(statistics.median(same[_seedless(spec)]))
+        twins = same.get(_seedless(spec))
+        if twins:
+            prices.append(statistics.median(twins))
             continue
         rate = rates.get(_key(spec["train"], True)) or rates.get(_key(spec["train"], False))
-        steps = job.train.total_steps(dataset_info(job.train.dataset).train_size)
-        prices.append(None if rate is None else statistics.median(rate) * steps)
+        prices.append(None if rate is None else statistics.median(rate) * _total_steps(job.train))
     return prices
 
 
@@ -161,9 +161,11 @@ def progress_weights(store, jobs: Sequence[JobSpec]) -> tuple[dict[str, int], st
         return {
             job.key: max(1, round(p)) for job, p in zip(jobs, prices, strict=True)
         }, "job-second"
-    return {
-        job.key: job.train.total_steps(dataset_info(job.train.dataset).train_size) for job in jobs
-    }, "step"
+    return {job.key: _total_steps(job.train) for job in jobs}, "step"
+
+
+def _total_steps(train: TrainSpec) -> int:
+    return train.total_steps(dataset_info(train.dataset).train_size)
 
 
 def _seedless(spec: dict) -> str:

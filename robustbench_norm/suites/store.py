@@ -23,6 +23,7 @@ and read as it is when opened read-only; a newer one is refused with a clear mes
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import zlib
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import numpy as np
 
 from robustbench_norm.errors import RobustBenchError
 from robustbench_norm.specs import RUNNING
+from robustbench_norm.suites.sqlite_io import storage_error
 from robustbench_norm.suites.store_file import (  # noqa: F401  (re-exported)
     DEFAULT_STORE,
     LOCK_NOTICE,
@@ -280,13 +282,24 @@ class Store(StoreFile):
         return _self_contained(dest)
 
     def export_all(self, dest: str | Path) -> Path:
-        """Copy the whole store, every run, into a new compact file: a nightly's history, or
-        a consistent copy of a store another process may be writing (works read-only too)."""
+        """Copy the whole store, every run, into a compact file: a nightly's history, or the
+        snapshot of a store another process is writing (one consistent read; works read-only
+        too). ``dest`` is replaced only once the copy is whole, and its old journal with it."""
         dest = Path(dest)
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(dest) + suffix).unlink(missing_ok=True)
-        self.conn.execute("VACUUM INTO ?", (str(dest),))
-        return _self_contained(dest)
+        staging = dest.with_name(f".{dest.name}.partial")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{staging}{suffix}").unlink(missing_ok=True)
+            self.conn.execute("VACUUM INTO ?", (str(staging),))
+            _self_contained(staging)
+            for suffix in ("-wal", "-shm"):  # an old dest's journal must not replay onto the new
+                Path(f"{dest}{suffix}").unlink(missing_ok=True)
+            os.replace(staging, dest)
+        except sqlite3.Error as e:
+            raise storage_error(staging, e) from None
+        finally:
+            staging.unlink(missing_ok=True)
+        return dest
 
     # -- fingerprints ---------------------------------------------------------------------
     def save_fingerprints(self, run_id: int, prints: dict[str, dict]) -> None:
