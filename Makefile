@@ -40,8 +40,9 @@ publish: setup
 nightly: setup
 	$(CLI) nightly suites/smoke.toml
 
+# two workers, a test file each (its module fixtures are built once), one torch thread each
 test: setup
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-slow: setup
 	$(PY) -m pytest -m slow -q

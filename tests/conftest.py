@@ -7,6 +7,10 @@ from pathlib import Path
 # helpers pick it when triton is first imported (torch may import it), so it is switched on
 # before torch is imported; it changes nothing else (auto picks triton only for CUDA tensors).
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# `make test` runs two pytest workers on two cores: one thread each, or torch's OpenMP threads
+# oversubscribe the cores and spin against each other (the suite ran slower than serial)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch

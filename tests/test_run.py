@@ -96,7 +96,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_jobs(tiny, tmp_path):
     store_path = tmp_path / "killed.sqlite"
     cmd = [sys.executable, "-m", "robustbench_norm.cli", "run", str(tiny["suite"]),
            "--store", str(store_path), "--workdir", str(tmp_path / "work"),
-           "--cache-dir", str(tiny["cache"]), "--quiet"]  # fmt: skip
+           "--cache-dir", str(tiny["cache"]), "--threads", "2", "--quiet"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     done_before: dict = {}
     deadline = time.time() + 240
@@ -135,7 +135,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_jobs(tiny, tmp_path):
             assert [tuple(r) for r in row] == [(job_id, updated)]  # not recomputed, not duplicated
         after = results_by_key(store, 1)
         assert {k: after[k] for k in before} == before
-        # the fixture's matrix at another thread count (the CLI's default): other keys
+        # the fixture's matrix at another thread count (1 there, 2 here): other keys
         labels = {(j["norm"], j["seed"]) for j in jobs}
         assert len(labels) == len({k[0] for k in tiny["results"]}) == 6
         assert not {k[0] for k in after} & {k[0] for k in tiny["results"]}
