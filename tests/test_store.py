@@ -44,6 +44,29 @@ def test_record_and_read_back(tmp_path):
         assert store.resolve_run("latest", "suite") == run
 
 
+def test_job_seconds_counts_every_sitting_of_a_job_recorded_by_older_code(tmp_path):
+    """A job resumed under code before 4bd0e5c recorded its last sitting (here 80 s) as its
+    wall time; its training row (749 s) held the sum, and its cost is at least that."""
+    from robustbench_norm.suites.plan import recorded_durations
+
+    def with_training(key: str, wall: float, training: float) -> JobOutcome:
+        o = outcome(key)
+        o.wall_seconds = wall
+        o.results.append({"family": "train", "name": "wall_seconds", "parameter": None,
+                          "metric": "seconds", "value": training})  # fmt: skip
+        return o
+
+    with Store.open(tmp_path / "s.sqlite") as store:
+        run = store.start_run("suite", "h", "toml", {})
+        resumed = store.add_job(run, "k1", {"a": 1}, LABELS, "pending")
+        whole = store.add_job(run, "k2", {"a": 2}, {**LABELS, "seed": 1}, "pending")
+        store.record(resumed, with_training("k1", 80.0, 749.0))
+        store.record(whole, with_training("k2", 826.0, 749.0))
+        seconds = {j["id"]: (j["wall_seconds"], j["job_seconds"]) for j in store.jobs_of_run(run)}
+        assert seconds == {resumed: (80.0, 749.0), whole: (826.0, 826.0)}
+        assert sorted(s for _, s in recorded_durations(store)) == [749.0, 826.0]
+
+
 def test_a_failure_inside_record_leaves_nothing_behind(tmp_path):
     with Store.open(tmp_path / "s.sqlite") as store:
         run = store.start_run("suite", "h", "toml", {})

@@ -135,7 +135,7 @@ def _rows(store: Store, run_id: int, jobs: list[dict], source: str) -> list[dict
                 "images": images,
                 "status": j["status"],
                 "value": accuracy.get(j["id"]),
-                "wall_seconds": j["wall_seconds"],
+                "wall_seconds": j["job_seconds"],
                 "source": source,
             }
         )

@@ -238,7 +238,7 @@ def _computing_runs(store: Store, run: dict, jobs: list[dict]) -> list[str]:
 
 def _cost_line(jobs: list[dict]) -> str:
     """What the run cost: job time summed, over the runs that computed the jobs."""
-    seconds = sum(j["wall_seconds"] or 0.0 for j in jobs)
+    seconds = sum(j["job_seconds"] for j in jobs)
     return (
         f"- cost: {len(jobs)} jobs, {seconds / 60:.1f} min of job time in all (train + evaluate, "
         "summed over jobs; with --jobs N the wall time is about that ÷ N)"

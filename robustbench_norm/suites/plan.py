@@ -14,6 +14,7 @@ from robustbench_norm.data import dataset_info
 from robustbench_norm.evaluation import CorruptionSpec, NoiseSequenceSpec, NoiseSpec
 from robustbench_norm.perturb.attacks import format_epsilon
 from robustbench_norm.specs import canonical_json
+from robustbench_norm.suites.store import JOB_SECONDS
 from robustbench_norm.suites.suite import JobSpec, Suite
 from robustbench_norm.training import TrainSpec
 
@@ -106,9 +107,9 @@ def _describe_eval(spec) -> str:
 def recorded_durations(store) -> list[tuple[dict, float]]:
     """(spec, seconds) of every finished job in ``store``: what :func:`price_jobs` goes by."""
     rows = store.conn.execute(
-        "SELECT spec, wall_seconds FROM jobs WHERE status = 'done' AND wall_seconds > 0"
+        f"SELECT spec, {JOB_SECONDS} AS seconds FROM jobs j WHERE status = 'done'"
     ).fetchall()
-    return [(json.loads(r["spec"]), r["wall_seconds"]) for r in rows]
+    return [(json.loads(r["spec"]), r["seconds"]) for r in rows if r["seconds"] > 0]
 
 
 def price_jobs(jobs: Sequence[JobSpec], recorded: list[tuple[dict, float]]) -> list[float | None]:

@@ -57,6 +57,16 @@ def unpack_flags(blob: bytes, count: int) -> np.ndarray:
     return np.unpackbits(bits)[:count].astype(bool)
 
 
+#: What a finished job cost, in seconds: its recorded wall time, or its training time summed over
+#: every sitting (the ``train``/``wall_seconds`` row) where that is larger. Code before 4bd0e5c
+#: (2026-11-30) recorded only a resumed job's last sitting as its wall time; its training row
+#: always held the sum, so this is a lower bound there and exact for every job since.
+JOB_SECONDS = (
+    "MAX(COALESCE(j.wall_seconds, 0), COALESCE((SELECT MAX(t.value) FROM results t WHERE "
+    "t.job_id = j.id AND t.family = 'train' AND t.name = 'wall_seconds'), 0))"
+)
+
+
 @dataclass
 class JobOutcome:
     """What executing a job produced; written to the store in one transaction."""
@@ -324,9 +334,11 @@ class Store(StoreFile):
         return [r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")]
 
     def jobs_of_run(self, run_id: int) -> list[dict]:
+        """The run's jobs, each with ``job_seconds`` (see :data:`JOB_SECONDS`) beside the
+        recorded ``wall_seconds``."""
         rows = self.conn.execute(
-            "SELECT j.* FROM run_jobs r JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? "
-            "ORDER BY j.id",
+            f"SELECT j.*, {JOB_SECONDS} AS job_seconds FROM run_jobs r JOIN jobs j "
+            "ON j.id = r.job_id WHERE r.run_id = ? ORDER BY j.id",
             (run_id,),
         ).fetchall()
         out = []
