@@ -47,7 +47,6 @@ def test_record_and_read_back(tmp_path):
 def test_job_seconds_counts_every_sitting_of_a_job_recorded_by_older_code(tmp_path):
     """A job resumed under code before 4bd0e5c recorded its last sitting (here 80 s) as its
     wall time; its training row (749 s) held the sum, and its cost is at least that."""
-    from robustbench_norm.suites.plan import recorded_durations
 
     def with_training(key: str, wall: float, training: float) -> JobOutcome:
         o = outcome(key)
@@ -64,7 +63,7 @@ def test_job_seconds_counts_every_sitting_of_a_job_recorded_by_older_code(tmp_pa
         store.record(whole, with_training("k2", 826.0, 749.0))
         seconds = {j["id"]: (j["wall_seconds"], j["job_seconds"]) for j in store.jobs_of_run(run)}
         assert seconds == {resumed: (80.0, 749.0), whole: (826.0, 826.0)}
-        assert sorted(s for _, s in recorded_durations(store)) == [749.0, 826.0]
+        assert sorted(s for _, s in store.finished_job_seconds()) == [749.0, 826.0]
 
 
 def test_a_failure_inside_record_leaves_nothing_behind(tmp_path):

@@ -3,7 +3,6 @@ durations of jobs already in a store, an estimate of the time it will take."""
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 from collections.abc import Sequence
@@ -14,7 +13,6 @@ from robustbench_norm.data import dataset_info
 from robustbench_norm.evaluation import CorruptionSpec, NoiseSequenceSpec, NoiseSpec
 from robustbench_norm.perturb.attacks import format_epsilon
 from robustbench_norm.specs import canonical_json
-from robustbench_norm.suites.store import JOB_SECONDS
 from robustbench_norm.suites.suite import JobSpec, Suite
 from robustbench_norm.training import TrainSpec
 
@@ -104,14 +102,6 @@ def _describe_eval(spec) -> str:
     return f"{spec.name} ε {', '.join(format_epsilon(e) for e in spec.epsilons)}"
 
 
-def recorded_durations(store) -> list[tuple[dict, float]]:
-    """(spec, seconds) of every finished job in ``store``: what :func:`price_jobs` goes by."""
-    rows = store.conn.execute(
-        f"SELECT spec, {JOB_SECONDS} AS seconds FROM jobs j WHERE status = 'done'"
-    ).fetchall()
-    return [(json.loads(r["spec"]), r["seconds"]) for r in rows if r["seconds"] > 0]
-
-
 def price_jobs(jobs: Sequence[JobSpec], recorded: list[tuple[dict, float]]) -> list[float | None]:
     """Seconds each job should take in one process (None: no recorded job to go by).
 
@@ -157,7 +147,7 @@ def progress_weights(store, jobs: Sequence[JobSpec]) -> tuple[dict[str, int], st
     suite of mixed batch sizes several times over (a batch-8 step costs a fraction of a
     batch-64 step, and evaluation costs no steps): they put the standard publication's ETA at
     40 hours with about 10 left."""
-    prices = price_jobs(jobs, recorded_durations(store))
+    prices = price_jobs(jobs, store.finished_job_seconds())
     if all(p is not None for p in prices):
         return {
             job.key: max(1, round(p)) for job, p in zip(jobs, prices, strict=True)
@@ -186,7 +176,7 @@ def _estimate_line(suite: Suite, store_path: Path, skip: set[int] = frozenset())
 
     try:
         with Store.open(store_path, read_only=True) as store:
-            recorded = recorded_durations(store)
+            recorded = store.finished_job_seconds()
     except RobustBenchError as e:  # a missing store is normal before the first run
         reason = f"{store_path} does not exist yet" if not store_path.exists() else str(e)
         return f"time: no estimate ({reason})"

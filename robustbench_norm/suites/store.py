@@ -61,7 +61,7 @@ def unpack_flags(blob: bytes, count: int) -> np.ndarray:
 #: every sitting (the ``train``/``wall_seconds`` row) where that is larger. Code before 4bd0e5c
 #: (2026-11-30) recorded only a resumed job's last sitting as its wall time; its training row
 #: always held the sum, so this is a lower bound there and exact for every job since.
-JOB_SECONDS = (
+_JOB_SECONDS = (
     "MAX(COALESCE(j.wall_seconds, 0), COALESCE((SELECT MAX(t.value) FROM results t WHERE "
     "t.job_id = j.id AND t.family = 'train' AND t.name = 'wall_seconds'), 0))"
 )
@@ -334,10 +334,10 @@ class Store(StoreFile):
         return [r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")]
 
     def jobs_of_run(self, run_id: int) -> list[dict]:
-        """The run's jobs, each with ``job_seconds`` (see :data:`JOB_SECONDS`) beside the
+        """The run's jobs, each with ``job_seconds`` (see :data:`_JOB_SECONDS`) beside the
         recorded ``wall_seconds``."""
         rows = self.conn.execute(
-            f"SELECT j.*, {JOB_SECONDS} AS job_seconds FROM run_jobs r JOIN jobs j "
+            f"SELECT j.*, {_JOB_SECONDS} AS job_seconds FROM run_jobs r JOIN jobs j "
             "ON j.id = r.job_id WHERE r.run_id = ? ORDER BY j.id",
             (run_id,),
         ).fetchall()
@@ -350,6 +350,14 @@ class Store(StoreFile):
             d["warnings"] = json.loads(d["warnings"]) if d["warnings"] else []
             out.append(d)
         return out
+
+    def finished_job_seconds(self) -> list[tuple[dict, float]]:
+        """(spec, seconds) of every finished job with a known cost (see :data:`_JOB_SECONDS`):
+        what ``plan`` prices jobs by."""
+        rows = self.conn.execute(
+            f"SELECT spec, {_JOB_SECONDS} AS seconds FROM jobs j WHERE status = 'done'"
+        ).fetchall()
+        return [(json.loads(r["spec"]), r["seconds"]) for r in rows if r["seconds"] > 0]
 
     def results_of_run(self, run_id: int, statistics: str | None = RUNNING) -> list[dict]:
         """The run's result rows measured under ``statistics`` (None: under every setting; a
