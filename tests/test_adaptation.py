@@ -432,7 +432,13 @@ def test_the_leaderboard_sets_verdicts_beside_an_earlier_budgets(tmp_path):
     assert rows["GN+ beats GN at every batch size"].changed is False
     assert report.budget.sentence() == (
         "1 of 7 verdicts changed from the early budget: GN is more sensitive to noise and "
-        "corruptions than BN"
+        "corruptions than BN."
+    )
+    report.budget.rows[0].earlier = None  # a claim the earlier run did not make: not counted
+    assert report.budget.sentence() == (
+        "1 of 6 verdicts changed from the early budget: GN is more sensitive to noise and "
+        "corruptions than BN. New here, not decided at the early budget: GN+ beats GN at every "
+        "batch size."
     )
     readme = (tmp_path / "board" / "README.md").read_text()
     assert "### Verdicts against budget" in readme and "| **changed** |" in readme

@@ -44,12 +44,20 @@ class BudgetComparison:
     rows: list[BudgetRow]
 
     def sentence(self) -> str:
-        changed = [r.claim for r in self.rows if r.changed]
+        """Counts only the claims both runs decided: a claim the earlier run did not make (a
+        setting it did not evaluate) can neither keep nor change its verdict."""
+        compared = [r for r in self.rows if r.earlier is not None]
+        changed = [r.claim for r in compared if r.changed]
         if not changed:
-            return f"Every verdict is the same as at {self.label}."
-        return f"{len(changed)} of {len(self.rows)} verdicts changed from {self.label}: " + (
-            "; ".join(changed)
-        )
+            text = f"Every verdict is the same as at {self.label}."
+        else:
+            text = f"{len(changed)} of {len(compared)} verdicts changed from {self.label}: " + (
+                "; ".join(changed) + "."
+            )
+        new = [r.claim for r in self.rows if r.earlier is None]
+        if new:
+            text += f" New here, not decided at {self.label}: " + "; ".join(new) + "."
+        return text
 
     def to_dict(self) -> dict:
         return {"label": self.label, "source": self.source, "sentence": self.sentence(),
