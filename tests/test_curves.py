@@ -11,7 +11,7 @@ import pytest
 
 from robustbench_norm.cli import main
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.reporting.curves import decide_plateau
+from robustbench_norm.reporting.curves import decide_plateau, shortfall
 from robustbench_norm.suites.curves import Ladder, curve_suite
 from robustbench_norm.suites.execute import RunSettings, run_suite
 from robustbench_norm.suites.store import Store
@@ -90,6 +90,23 @@ def test_what_is_left_to_the_plateau_is_extrapolated_from_the_last_two_doublings
     assert "still 0.025–0.025 below its plateau" in plateau.sentence(1000)
 
 
+def test_each_budget_is_measured_against_the_largest_whole_rung():
+    means = {
+        ("a", 1000): 0.70, ("a", 2000): 0.80, ("a", 4000): 0.85, ("a", 8000): 0.875,
+        ("b", 1000): 0.60, ("b", 2000): 0.62, ("b", 4000): 0.66, ("b", 8000): 0.70,
+    }  # fmt: skip
+    frame = _frame(means)
+    # 8000 lacks seed 1 of b: not a whole rung, so 4000 is the largest measured for every layer
+    frame = frame[~((frame.norm == "b") & (frame.images == 8000) & (frame.seed == 1))]
+    top, below = shortfall(frame)
+    assert top == 4000
+    assert below[("m", "a", 64)] == pytest.approx({1000: 0.15, 2000: 0.05})
+    assert below[("m", "b", 64)] == pytest.approx({1000: 0.06, 2000: 0.04})
+    top, below = shortfall(_frame(means))
+    assert top == 8000 and below[("m", "b", 64)][4000] == pytest.approx(0.04)
+    assert shortfall(_frame({("a", 1000): 0.7})) == (None, {})
+
+
 def test_a_ladder_trains_each_unregularized_setting_at_every_budget(tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text(SUITE)
@@ -140,6 +157,7 @@ def test_curves_end_to_end_page_csv_resume_and_guards(tmp_path, capsys):
         assert float(r["value"]) == by_job[(r["norm"], int(r["seed"]), int(r["images"]))]
     page = (out / "README.md").read_text()
     assert "| resnet20 · bn · bs 64 |" in page and "128 (0.026 ep)" in page
+    assert "## How far each budget is below the largest one measured (mean at 256" in page
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "store.sqlite").exists()
     assert json.loads((out / ".leaderboard.json").read_text())["files"]
 

@@ -19,6 +19,11 @@ source on the page.
 left above its largest budget from the last two doublings: gains that shrink by a ratio r per
 doubling sum to g·r/(1 − r) beyond the last gain g. It is an extrapolation (geometric decay is
 what the measured rungs show, not a law), printed as such beside the measured gains.
+
+**How far each budget is below the largest.** A verdict is made at one budget; what matters to
+its reader is how much accuracy that budget leaves unlearned, not only the last doubling's gain.
+The page prints, per layer, the mean at the largest whole rung minus the mean at each smaller
+one (:func:`shortfall`): measured, not extrapolated.
 """
 
 from __future__ import annotations
@@ -146,23 +151,12 @@ def decide_plateau(frame: pd.DataFrame, tolerance: float = TOLERANCE) -> Plateau
     """The smallest budget B whose doubling 2B moves no layer's mean accuracy by more than
     ``tolerance`` (see the module docstring). Only whole doublings count: every layer finished
     with every seed at both budgets (a rung cut off half-way would compare one seed's value)."""
-    done = frame[frame.status == "done"]
-    means = done.groupby([*ARM, "images"]).value.mean()
-    runs = frame.groupby([*ARM, "images"]).size()
-    # a whole rung has as many runs as the ladder has seeds (borrowed runs may add more)
-    seeds = frame[frame.source == LADDER].seed.nunique() if "source" in frame else 0
-    seeds = seeds or frame.seed.nunique()
-    arms = list(dict.fromkeys(map(tuple, frame[ARM].itertuples(index=False))))
+    means, arms, whole = _rungs(frame)
     budgets = sorted(set(frame.images))
-
-    def whole(arm: tuple, budget: int) -> bool:
-        key = (*arm, budget)
-        return runs.get(key, 0) >= seeds and key in means.index
-
     last = None
-    for low in budgets:
+    for low in whole:
         high = 2 * low
-        if high not in budgets or not all(whole(a, b) for a in arms for b in (low, high)):
+        if high not in whole:
             continue
         gains = {a: float(means[(*a, high)] - means[(*a, low)]) for a in arms}
         last = Plateau(None, tolerance, (low, high), gains)
@@ -173,6 +167,37 @@ def decide_plateau(frame: pd.DataFrame, tolerance: float = TOLERANCE) -> Plateau
         return Plateau(None, tolerance, None)
     last.remaining = {a: _remaining(means, a, budgets) for a in arms}
     return last
+
+
+def _rungs(frame: pd.DataFrame) -> tuple[pd.Series, list[tuple], list[int]]:
+    """(mean accuracy per arm and budget, the arms, the budgets whose rung is whole: every arm
+    finished with every ladder seed, since a rung cut off half-way would compare one seed's
+    value with another's mean)."""
+    done = frame[frame.status == "done"]
+    means = done.groupby([*ARM, "images"]).value.mean()
+    runs = frame.groupby([*ARM, "images"]).size()
+    # a whole rung has as many runs as the ladder has seeds (borrowed runs may add more)
+    seeds = frame[frame.source == LADDER].seed.nunique() if "source" in frame else 0
+    seeds = seeds or frame.seed.nunique()
+    arms = list(dict.fromkeys(map(tuple, frame[ARM].itertuples(index=False))))
+    whole = [
+        b
+        for b in sorted(set(frame.images))
+        if all(runs.get((*a, b), 0) >= seeds and (*a, b) in means.index for a in arms)
+    ]
+    return means, arms, whole
+
+
+def shortfall(frame: pd.DataFrame) -> tuple[int | None, dict[tuple, dict[int, float]]]:
+    """(the largest whole budget T, arm → budget B → mean at T − mean at B): what a verdict at a
+    smaller budget leaves unlearned against the best accuracy measured for every layer. Once the
+    ladder holds the plateau budget, T is at or above it, so this is each budget's distance
+    from the measured plateau. (None, {}) with fewer than two whole rungs."""
+    means, arms, whole = _rungs(frame)
+    if len(whole) < 2:
+        return None, {}
+    top = whole[-1]
+    return top, {a: {b: float(means[(*a, top)] - means[(*a, b)]) for b in whole[:-1]} for a in arms}
 
 
 def _remaining(means: pd.Series, arm: tuple, budgets: list[int]) -> tuple[int, float | None]:
@@ -261,6 +286,7 @@ def _markdown(run: dict, frame: pd.DataFrame, plateau: Plateau, train_size: int,
             ]
             md.append(f"| {_arm_label(arm)} | " + " | ".join(gains) + " |")
     md += _remaining_markdown(plateau, train_size)
+    md += _shortfall_markdown(frame, train_size)
     borrowed = sorted(set(frame.source) - {LADDER})
     if borrowed:
         md += ["", "## Borrowed runs", ""]
@@ -303,6 +329,30 @@ def _remaining_markdown(plateau: Plateau, train_size: int) -> list[str]:
     for arm, (budget, left) in plateau.remaining.items():
         shown = "—" if left is None else f"{left:.3f}"
         md.append(f"| {_arm_label(arm)} | {_budget_label(budget, train_size)} | {shown} |")
+    return md
+
+
+def _shortfall_markdown(frame: pd.DataFrame, train_size: int) -> list[str]:
+    top, below = shortfall(frame)
+    if top is None:
+        return []
+    budgets = sorted(next(iter(below.values())))
+    top_label = _budget_label(top, train_size)
+    md = [
+        "",
+        f"## How far each budget is below the largest one measured (mean at {top_label} − "
+        "mean at B)",
+        "",
+        "What a verdict at a smaller budget leaves unlearned, against the largest budget every "
+        "layer finished with every seed.",
+        "",
+        "| model · norm · bs | " + " | ".join(_budget_label(b, train_size) for b in budgets) + " |",
+        "|---|" + "---:|" * len(budgets),
+    ]
+    for arm, by_budget in below.items():
+        md.append(
+            f"| {_arm_label(arm)} | " + " | ".join(f"{by_budget[b]:+.3f}" for b in budgets) + " |"
+        )
     return md
 
 
