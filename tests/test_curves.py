@@ -100,10 +100,20 @@ def test_each_budget_is_measured_against_the_largest_whole_rung():
     frame = frame[~((frame.norm == "b") & (frame.images == 8000) & (frame.seed == 1))]
     top, below = shortfall(frame)
     assert top == 4000
-    assert below[("m", "a", 64)] == pytest.approx({1000: 0.15, 2000: 0.05})
-    assert below[("m", "b", 64)] == pytest.approx({1000: 0.06, 2000: 0.04})
+    assert {b: g.value for b, g in below[("m", "a", 64)].items()} == pytest.approx(
+        {1000: 0.15, 2000: 0.05}
+    )
+    assert {b: g.value for b, g in below[("m", "b", 64)].items()} == pytest.approx(
+        {1000: 0.06, 2000: 0.04}
+    )
+    # seeds at mean ∓ 0.002: s² = 2 · 0.002² / (2 − 1) = 8e-6 at each budget, s²/n = 4e-6,
+    # so the difference of two such means has SE √(4e-6 + 4e-6) = 0.002√2
+    assert below[("m", "a", 64)][1000].se == pytest.approx(0.002 * 2**0.5)
     top, below = shortfall(_frame(means))
-    assert top == 8000 and below[("m", "b", 64)][4000] == pytest.approx(0.04)
+    assert top == 8000 and below[("m", "b", 64)][4000].value == pytest.approx(0.04)
+    # one seed per rung: its spread is unknown, so no error is claimed
+    one_seed = _frame(means)
+    assert shortfall(one_seed[one_seed.seed == 0])[1][("m", "a", 64)][1000].se is None
     assert shortfall(_frame({("a", 1000): 0.7})) == (None, {})
 
 

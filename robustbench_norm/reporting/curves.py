@@ -23,7 +23,9 @@ what the measured rungs show, not a law), printed as such beside the measured ga
 **How far each budget is below the largest.** A verdict is made at one budget; what matters to
 its reader is how much accuracy that budget leaves unlearned, not only the last doubling's gain.
 The page prints, per layer, the mean at the largest whole rung minus the mean at each smaller
-one (:func:`shortfall`): measured, not extrapolated.
+one (:func:`shortfall`): measured, not extrapolated. Each difference carries its standard error,
+√(s_T²/n_T + s_B²/n_B) with every seed a separate draw (Welch's), since a criterion such as
+"within 0.02" is met or missed by less than that when the two means are 0.0205 apart.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -188,16 +191,32 @@ def _rungs(frame: pd.DataFrame) -> tuple[pd.Series, list[tuple], list[int]]:
     return means, arms, whole
 
 
-def shortfall(frame: pd.DataFrame) -> tuple[int | None, dict[tuple, dict[int, float]]]:
-    """(the largest whole budget T, arm → budget B → mean at T − mean at B): what a verdict at a
-    smaller budget leaves unlearned against the best accuracy measured for every layer. Once the
-    ladder holds the plateau budget, T is at or above it, so this is each budget's distance
-    from the measured plateau. (None, {}) with fewer than two whole rungs."""
+class Gap(NamedTuple):
+    """Mean at T − mean at B, and its standard error (see the module docstring); the error is
+    None when either budget has a single run, whose spread is unknown."""
+
+    value: float
+    se: float | None
+
+
+def shortfall(frame: pd.DataFrame) -> tuple[int | None, dict[tuple, dict[int, Gap]]]:
+    """(the largest whole budget T, arm → budget B → :class:`Gap` of mean at T − mean at B):
+    what a verdict at a smaller budget leaves unlearned against the best accuracy measured for
+    every layer. Once the ladder holds the plateau budget, T is at or above it, so this is each
+    budget's distance from the measured plateau. (None, {}) with fewer than two whole rungs."""
     means, arms, whole = _rungs(frame)
     if len(whole) < 2:
         return None, {}
     top = whole[-1]
-    return top, {a: {b: float(means[(*a, top)] - means[(*a, b)]) for b in whole[:-1]} for a in arms}
+    by_rung = frame[frame.status == "done"].groupby([*ARM, "images"]).value
+    share = by_rung.var(ddof=1) / by_rung.count()  # s²/n of each mean; NaN for one run
+
+    def gap(arm: tuple, budget: int) -> Gap:
+        spread = share[(*arm, top)] + share[(*arm, budget)]
+        se = None if math.isnan(spread) else math.sqrt(spread)
+        return Gap(float(means[(*arm, top)] - means[(*arm, budget)]), se)
+
+    return top, {a: {b: gap(a, b) for b in whole[:-1]} for a in arms}
 
 
 def _remaining(means: pd.Series, arm: tuple, budgets: list[int]) -> tuple[int, float | None]:
@@ -344,16 +363,21 @@ def _shortfall_markdown(frame: pd.DataFrame, train_size: int) -> list[str]:
         "mean at B)",
         "",
         "What a verdict at a smaller budget leaves unlearned, against the largest budget every "
-        "layer finished with every seed.",
+        "layer finished with every seed; ± one standard error of the difference (Welch's, each "
+        "seed a separate draw).",
         "",
         "| model · norm · bs | " + " | ".join(_budget_label(b, train_size) for b in budgets) + " |",
         "|---|" + "---:|" * len(budgets),
     ]
     for arm, by_budget in below.items():
         md.append(
-            f"| {_arm_label(arm)} | " + " | ".join(f"{by_budget[b]:+.3f}" for b in budgets) + " |"
+            f"| {_arm_label(arm)} | " + " | ".join(_gap_cell(by_budget[b]) for b in budgets) + " |"
         )
     return md
+
+
+def _gap_cell(gap: Gap) -> str:
+    return f"{gap.value:+.3f}" + ("" if gap.se is None else f" ± {gap.se:.3f}")
 
 
 def _cell(rung: pd.DataFrame) -> str:
