@@ -11,7 +11,7 @@ import pytest
 
 from robustbench_norm.cli import main
 from robustbench_norm.errors import RobustBenchError
-from robustbench_norm.reporting.curves import decide_plateau, shortfall
+from robustbench_norm.reporting.curves import _shortfall_markdown, decide_plateau, shortfall
 from robustbench_norm.suites.curves import Ladder, curve_suite
 from robustbench_norm.suites.execute import RunSettings, run_suite
 from robustbench_norm.suites.store import Store
@@ -109,6 +109,8 @@ def test_each_budget_is_measured_against_the_largest_whole_rung():
     # seeds at mean ∓ 0.002: s² = 2 · 0.002² / (2 − 1) = 8e-6 at each budget, s²/n = 4e-6,
     # so the difference of two such means has SE √(4e-6 + 4e-6) = 0.002√2
     assert below[("m", "a", 64)][1000].se == pytest.approx(0.002 * 2**0.5)
+    table = "\n".join(_shortfall_markdown(frame, 1000))
+    assert "| m · a · bs 64 | +0.150 ± 0.003 | +0.050 ± 0.003 |" in table
     top, below = shortfall(_frame(means))
     assert top == 8000 and below[("m", "b", 64)][4000].value == pytest.approx(0.04)
     # one seed per rung: its spread is unknown, so no error is claimed
