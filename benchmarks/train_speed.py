@@ -9,7 +9,9 @@ of a step). Variants (issue 18, "afford it on 2 cores"):
 - ``fp32``: float32, NCHW: what the suites run;
 - ``cl``: float32, channels_last: other summation order (a different draw), same precision;
 - ``bf16-cl``: bf16 autocast + channels_last: a change of the experiment (other numbers);
-- ``compile``: ``torch.compile`` of the model, float32 NCHW.
+- ``compile``: ``torch.compile`` of the model, float32 NCHW;
+- ``noise``, ``cl-noise``: the standard suite's activation-noise regularizer (Santurkar et
+  al.'s ``time_varying``) in float32 NCHW and channels_last: drawing noise has a layout cost.
 
     python benchmarks/train_speed.py [--rounds 3] [--batch-sizes 8 64] [--threads 1]
         [--variants fp32 cl bf16-cl] [--norms bn gn gnplus none] [--width 8] [--steps 60]
@@ -32,6 +34,8 @@ VARIANTS = {
     "cl": {"channels_last": True},
     "bf16-cl": {"channels_last": True, "precision": "bf16"},
     "compile": {"compile": True},
+    "noise": {"perturbation": {"mode": "time_varying"}},
+    "cl-noise": {"channels_last": True, "perturbation": {"mode": "time_varying"}},
 }
 
 

@@ -14,11 +14,13 @@ from robustbench_norm.training.activation_noise import ActivationNoise, attach_a
 from robustbench_norm.training.models import build_model
 
 
-def probe(noise: ActivationNoise, shape=(16, 1024, 16, 16)) -> tuple[nn.Module, torch.Tensor]:
+def probe(
+    noise: ActivationNoise, shape=(16, 1024, 16, 16), layout=torch.contiguous_format
+) -> tuple[nn.Module, torch.Tensor]:
     """An identity 'norm' with the noise hooked after it: zeros in → the noise itself out."""
     model = nn.Sequential(make_norm("none", shape[1]))
     attach_activation_noise(model, noise)
-    return model, torch.zeros(shape)
+    return model, torch.zeros(shape).contiguous(memory_format=layout)
 
 
 def test_no_effect_in_eval_mode():
@@ -31,11 +33,15 @@ def test_no_effect_in_eval_mode():
     torch.testing.assert_close(model(x), clean, rtol=0, atol=0)
 
 
-def test_time_varying_noise_has_the_configured_per_channel_distribution():
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_time_varying_noise_has_the_configured_per_channel_distribution(layout):
+    """channels_last runs draw the noise in their own memory order (a faster path): the
+    distribution must be the same, and the output must keep the activations' layout."""
     torch.manual_seed(0)
     noise = ActivationNoise(mode="time_varying", mean_range=0.5, std_low=0.2, std_high=0.6)
-    model, zeros = probe(noise)
+    model, zeros = probe(noise, layout=layout)
     out = model.train()(zeros)
+    assert out.is_contiguous(memory_format=layout)
     per_channel = out.transpose(0, 1).reshape(1024, -1)
     mu, sigma = per_channel.mean(1).numpy(), per_channel.std(1).numpy()
     # 4096 draws per channel: the channel's μ and σ are recovered to ~0.01
