@@ -422,7 +422,8 @@ def test_the_leaderboard_sets_verdicts_beside_an_earlier_budgets(tmp_path):
     with Store.open(now, read_only=True) as store:
         report = build_report(store, 1)
         write_report(store, 1, tmp_path / "board")
-    rows = {r.claim: r for r in report.budget.rows}
+    (budget,) = report.budgets
+    rows = {r.claim: r for r in budget.rows}
     noise = rows["GN is more sensitive to noise and corruptions than BN"]
     assert (noise.earlier.verdict, noise.now.verdict, noise.changed) == (
         "not supported",
@@ -430,12 +431,12 @@ def test_the_leaderboard_sets_verdicts_beside_an_earlier_budgets(tmp_path):
         True,
     )
     assert rows["GN+ beats GN at every batch size"].changed is False
-    assert report.budget.sentence() == (
+    assert budget.sentence() == (
         "1 of 7 verdicts changed from the early budget: GN is more sensitive to noise and "
         "corruptions than BN."
     )
-    report.budget.rows[0].earlier = None  # a claim the earlier run did not make: not counted
-    assert report.budget.sentence() == (
+    budget.rows[0].earlier = None  # a claim the earlier run did not make: not counted
+    assert budget.sentence() == (
         "1 of 6 verdicts changed from the early budget: GN is more sensitive to noise and "
         "corruptions than BN. New here, not decided at the early budget: GN+ beats GN at every "
         "batch size."
@@ -444,9 +445,52 @@ def test_the_leaderboard_sets_verdicts_beside_an_earlier_budgets(tmp_path):
     assert "### Verdicts against budget" in readme and "| **changed** |" in readme
     assert 'id="table-budget"' in (tmp_path / "board" / "index.html").read_text()
     board = json.loads((tmp_path / "board" / "results.json").read_text())
-    assert board["budget_comparison"]["rows"][0]["claim"] == "GN+ beats GN at every batch size"
+    assert board["budget_comparisons"][0]["rows"][0]["claim"] == "GN+ beats GN at every batch size"
+
+    # [[earlier]]: a ladder of budgets. The middle one already shows what this run shows, so the
+    # noise claim changed from the early budget only, and the table says from which.
+    middle = tmp_path / "middle.sqlite"
+    shutil.copy(now, middle)
+    toml = SUITE_TOML + "".join(
+        f'[[earlier]]\nstore = "{path}:latest"\nlabel = "{label}"\n'
+        for path, label in ((early, "the early budget"), (middle, "the middle budget"))
+    )
+    with sqlite3.connect(now) as conn:
+        conn.execute("UPDATE runs SET suite_toml = ?", (toml,))
+    conn.close()
+    with Store.open(now, read_only=True) as store:
+        report = build_report(store, 1)
+        write_report(store, 1, tmp_path / "ladder")
+    assert [b.label for b in report.budgets] == ["the early budget", "the middle budget"]
+    assert [b.sentence().split(":")[0] for b in report.budgets] == [
+        "1 of 7 verdicts changed from the early budget",
+        "Every verdict is the same as at the middle budget.",
+    ]
+    readme = (tmp_path / "ladder" / "README.md").read_text()
+    assert "| claim | the early budget | the middle budget | this run | changed |" in readme
+    noise_row = next(
+        line for line in readme.split("### Verdicts against budget")[1].splitlines()
+        if line.startswith("| GN is more sensitive to noise and corruptions than BN |")
+    )  # fmt: skip
+    assert noise_row.endswith("| **changed** from the early budget |")
+    assert noise_row.count("**not supported**") == 1 and noise_row.count("**supported**") == 2
+    page = (tmp_path / "ladder" / "index.html").read_text()
+    assert "<th>the middle budget</th>" in page and "changed from the early budget" in page
+    board = json.loads((tmp_path / "ladder" / "results.json").read_text())
+    assert [b["label"] for b in board["budget_comparisons"]] == [
+        "the early budget",
+        "the middle budget",
+    ]
+
     bad = SUITES / "smoke.toml"
     text = bad.read_text() + '\n[earlier]\nstore = "x.sqlite:latest"\nlable = "typo"\n'
     (tmp_path / "bad.toml").write_text(text)
     with pytest.raises(RobustBenchError, match=r"earlier\.lable: unknown key"):
+        load_suite(tmp_path / "bad.toml")
+    text = (
+        bad.read_text()
+        + '\n[[earlier]]\nstore = "a.sqlite:1"\nlabel = "a"\n[[earlier]]\nstore = "b"\n'
+    )
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(RobustBenchError, match=r"earlier\[1\]\.label: is required"):
         load_suite(tmp_path / "bad.toml")

@@ -1,10 +1,11 @@
 """Verdicts against budget: this run's claims beside an earlier publication's.
 
 A suite may name an earlier publication of the same question (``[earlier]`` in its TOML: a
-store and run, and a label such as "16k images (0.27 epoch)"). The leaderboard then shows, per
-claim, the earlier verdict and deciding comparison next to this run's, and says which verdicts
-changed: whether a verdict is about how fast a layer starts to learn or about the trained
-network. The earlier run is read as published (its own claims, re-derived from its store by
+store and run, and a label such as "16k images (0.27 epoch)"), or several (``[[earlier]]``,
+oldest first: one question at a ladder of budgets). The leaderboard then shows, per claim, each
+earlier verdict and deciding comparison next to this run's, and says which verdicts changed:
+whether a verdict is about how fast a layer starts to learn or about the trained network. Each
+earlier run is read as published (its own claims, re-derived from its store by
 this code, so both sides follow the same rules).
 """
 
@@ -64,17 +65,20 @@ class BudgetComparison:
                 "rows": [r.to_dict() for r in self.rows]}  # fmt: skip
 
 
-def compare_with_earlier(suite: dict, claims: list[Claim]) -> BudgetComparison | None:
-    """The comparison the suite's ``[earlier]`` asks for (None without one). The earlier store
-    is found relative to the current folder, as the suite names it."""
+def compare_with_earlier(suite: dict, claims: list[Claim]) -> list[BudgetComparison]:
+    """One comparison per publication the suite's ``[earlier]`` names, in its order (none
+    without one). The earlier stores are found relative to the current folder, as the suite
+    names them."""
+    tables = suite.get("earlier") or []
+    return [_compare(t, claims) for t in ([tables] if isinstance(tables, dict) else tables)]
+
+
+def _compare(table: dict, claims: list[Claim]) -> BudgetComparison:
     from robustbench_norm.errors import RobustBenchError
     from robustbench_norm.reporting.check import parse_run_ref
     from robustbench_norm.reporting.report import build_report
     from robustbench_norm.suites.store import Store
 
-    table = suite.get("earlier")
-    if not table:
-        return None
     path, ref = parse_run_ref(table["store"])
     if not Path(path).exists():
         raise RobustBenchError(
@@ -86,3 +90,21 @@ def compare_with_earlier(suite: dict, claims: list[Claim]) -> BudgetComparison |
     by_claim = {c.claim: c for c in before}
     rows = [BudgetRow(c.claim, by_claim.get(c.claim), c) for c in claims]
     return BudgetComparison(table["label"], table["store"], rows)
+
+
+def budget_intro(budgets: list[BudgetComparison]) -> str:
+    """Where each earlier verdict comes from, and what changed since each."""
+    where = ", ".join(f"at {b.label} (`{b.source}`)" for b in budgets)
+    return f"Each claim {where} and in this run. " + " ".join(b.sentence() for b in budgets)
+
+
+def changed_cell(budgets: list[BudgetComparison], i: int, mark: str = "**") -> str:
+    """Row ``i``'s "changed" cell: against one earlier run, whether its verdict changed; against
+    several, from which (a verdict can flip at one budget and hold at the next)."""
+    flags = [b.rows[i].changed for b in budgets]
+    if all(f is None for f in flags):
+        return "—"
+    moved = [b.label for b, f in zip(budgets, flags, strict=True) if f]
+    if not moved:
+        return "same"
+    return f"{mark}changed{mark}" + ("" if len(budgets) == 1 else " from " + ", ".join(moved))

@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 
 from robustbench_norm.reporting.claims import Claim
+from robustbench_norm.reporting.earlier import changed_cell
 from robustbench_norm.reporting.leaderboard import Table, display_parts
 
 STYLE = """
@@ -159,19 +160,24 @@ def _fingerprints(rows: list[tuple[str, str, str, str]]) -> list[str]:
     ]
 
 
-def _budget(budget) -> str:
-    """The suite's [earlier] comparison (reporting/earlier.py): verdicts against budget."""
-    if budget is None:
+def _budget(budgets) -> str:
+    """The suite's [earlier] comparisons (reporting/earlier.py): verdicts against budget."""
+    if not budgets:
         return ""
     rows = []
-    for row in budget.rows:
-        before = "—" if row.earlier is None else f"{row.earlier.verdict}: {row.earlier.lead}"
-        changed = {None: "—", True: "changed", False: "same"}[row.changed]
-        rows.append((row.claim, before, f"{row.now.verdict}: {row.now.lead}", changed))
-    headers = ("claim", budget.label, "this run", "changed")
-    return (
-        f"<h3>Verdicts against budget</h3><p>{html.escape(budget.sentence())}</p>"
-        + _plain_table("table-budget", headers, rows)
+    for i, row in enumerate(budgets[0].rows):
+        before = [
+            "—"
+            if b.rows[i].earlier is None
+            else f"{b.rows[i].earlier.verdict}: {b.rows[i].earlier.lead}"
+            for b in budgets
+        ]
+        now = f"{row.now.verdict}: {row.now.lead}"
+        rows.append((row.claim, *before, now, changed_cell(budgets, i, mark="")))
+    headers = ("claim", *(b.label for b in budgets), "this run", "changed")
+    sentence = " ".join(b.sentence() for b in budgets)
+    return f"<h3>Verdicts against budget</h3><p>{html.escape(sentence)}</p>" + _plain_table(
+        "table-budget", headers, rows
     )
 
 
@@ -219,7 +225,7 @@ def render(
     fingerprints: list[tuple[str, str, str, str]] = (),
     reproduce: str = "",
     externals: list[tuple[str, str, str, str]] = (),
-    budget=None,
+    budgets=(),
     history=None,
 ) -> str:
     """The page; ``links`` are (text, relative href) of the files beside it, ``fingerprints``
@@ -233,7 +239,7 @@ def render(
         *_history(history, plots),
         "<h2>Claims of the GN+ paper</h2>",
         _claims(claims),
-        _budget(budget),
+        _budget(budgets),
         "<h2>Leaderboards</h2>",
         *[_table(t) for t in tables],
         "<h2>Plots</h2>",

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +25,12 @@ from robustbench_norm.errors import RobustBenchError, StorageError
 from robustbench_norm.norms.fingerprint import signature
 from robustbench_norm.reporting import adaptation, html_page, plots
 from robustbench_norm.reporting.claims import Claim, evaluate_claims
-from robustbench_norm.reporting.earlier import BudgetComparison, compare_with_earlier
+from robustbench_norm.reporting.earlier import (
+    BudgetComparison,
+    budget_intro,
+    changed_cell,
+    compare_with_earlier,
+)
 from robustbench_norm.reporting.history import History
 from robustbench_norm.reporting.leaderboard import (
     MIN_RUNS_FOR_INTERVAL,
@@ -37,7 +42,7 @@ from robustbench_norm.reporting.tables import build_tables, chance_corruptions
 from robustbench_norm.specs import RUNNING
 from robustbench_norm.suites.store import Store
 
-JSON_SCHEMA = "robustbench-norm/leaderboard@2"
+JSON_SCHEMA = "robustbench-norm/leaderboard@3"
 
 
 @dataclass
@@ -54,8 +59,8 @@ class Report:
     notes: str = ""
     #: the rows the tables, claims and plots use: ``frame`` less the adaptation sweep's
     board: pd.DataFrame | None = None
-    #: the claims beside an earlier publication's (the suite's ``[earlier]``), if it names one
-    budget: BudgetComparison | None = None
+    #: the claims beside each earlier publication's the suite's ``[earlier]`` names, oldest first
+    budgets: list[BudgetComparison] = field(default_factory=list)
 
 
 def load_frame(store: Store, run_id: int) -> tuple[pd.DataFrame, list[dict]]:
@@ -102,10 +107,10 @@ def build_report(store: Store, run_id: int, alpha: float = 0.05, earlier: bool =
     adapted = None if plan is None else plan.settings()[0][0].label
     claims = evaluate_claims(board, jobs, alpha, adapted)
     _explain_rank_ties(tables, claims)
-    budget = compare_with_earlier(toml, claims) if earlier else None
+    budgets = compare_with_earlier(toml, claims) if earlier else []
     return Report(
         run["suite"], toml.get("description", ""), run, frame, jobs, tables, claims, reference,
-        toml.get("notes", "").strip(), board, budget,
+        toml.get("notes", "").strip(), board, budgets,
     )  # fmt: skip
 
 
@@ -297,7 +302,7 @@ def write_report(
         links=[(f.name, f.name) for f in files] + [("store.sqlite", "store.sqlite")],
         fingerprints=fingerprint_rows(prints),
         externals=external_rows(report.jobs),
-        budget=report.budget,
+        budgets=report.budgets,
         reproduce=reproduce_line(folder, nightly=history is not None),
         history=history,
     )
@@ -372,20 +377,26 @@ def _warnings(report: Report) -> list[str]:
     return out
 
 
-def _budget_markdown(budget: BudgetComparison) -> list[str]:
+def _budget_markdown(budgets: list[BudgetComparison]) -> list[str]:
+    labels = " | ".join(b.label for b in budgets)
     lines = [
         "### Verdicts against budget",
         "",
-        f"Each claim at {budget.label} (`{budget.source}`) and in this run. " + budget.sentence(),
+        budget_intro(budgets),
         "",
-        f"| claim | {budget.label} | this run | changed |",
-        "|---|---|---|---|",
+        f"| claim | {labels} | this run | changed |",
+        "|---|" + "---|" * len(budgets) + "---|---|",
     ]
-    for row in budget.rows:
-        before = "—" if row.earlier is None else f"**{row.earlier.verdict}**: {row.earlier.lead}"
-        changed = {None: "—", True: "**changed**", False: "same"}[row.changed]
+    for i, row in enumerate(budgets[0].rows):
+        before = " | ".join(
+            "—"
+            if b.rows[i].earlier is None
+            else f"**{b.rows[i].earlier.verdict}**: {b.rows[i].earlier.lead}"
+            for b in budgets
+        )
         lines.append(
-            f"| {row.claim} | {before} | **{row.now.verdict}**: {row.now.lead} | {changed} |"
+            f"| {row.claim} | {before} | **{row.now.verdict}**: {row.now.lead} | "
+            f"{changed_cell(budgets, i)} |"
         )
     return lines
 
@@ -432,8 +443,8 @@ def _markdown(
     for c in report.claims:
         p = "—" if c.p_value is None else f"{c.p_value:.3g}"
         md.append(f"| {c.claim} | **{c.verdict}** | {c.lead} | {p} |")
-    if report.budget is not None:
-        md += ["", *_budget_markdown(report.budget)]
+    if report.budgets:
+        md += ["", *_budget_markdown(report.budgets)]
     md += ["", "Every comparison of each claim, and its test:", "",
            "| claim | our numbers | test |", "|---|---|---|"]  # fmt: skip
     md += [f"| {c.claim} | {c.evidence} | {c.test} |" for c in report.claims]
@@ -572,7 +583,7 @@ def _results_document(report: Report) -> dict:
         "jobs": [{k: j[k] for k in JOB_FIELDS} for j in report.jobs],
         "leaderboards": [t.to_dict() for t in report.tables],
         "claims": [c.to_dict() for c in report.claims],
-        "budget_comparison": None if report.budget is None else report.budget.to_dict(),
+        "budget_comparisons": [b.to_dict() for b in report.budgets],
         "results": json.loads(report.frame.to_json(orient="records")),
     }
 

@@ -273,7 +273,7 @@ TOP_KEYS = {
     "name": str, "description": str, "notes": str, "dataset": str, "models": list, "width": int,
     "batch_sizes": list, "seeds": list, "test_limit": int, "reference": str, "norms": list,
     "train": dict, "regularization": dict, "stability": dict, "evaluate": dict, "check": dict,
-    "plugins": list, "earlier": dict,
+    "plugins": list, "earlier": (dict, list),
 }  # fmt: skip
 
 
@@ -569,14 +569,21 @@ def _test_statistics(r: _Reader, raw: dict) -> BatchStatisticsPlan | None:
 
 def _earlier(r: _Reader, raw: dict) -> None:
     """``[earlier]``: an earlier publication of the same question (``store = "PATH:RUN"``,
-    ``label``) whose claims the leaderboard sets beside this run's (reporting/earlier.py).
+    ``label``) whose claims the leaderboard sets beside this run's (reporting/earlier.py);
+    ``[[earlier]]``, oldest first, for several (a question asked at several budgets).
     Only read by the report; checked here so that a typo fails before the run, not after."""
-    t = r.value(raw, "earlier", dict, "")
+    t = r.value(raw, "earlier", (dict, list), "")
     if t is None:
         return
-    r.keys(t, {"store": str, "label": str}, "earlier")
-    r.value(t, "store", str, "earlier", required=True)
-    r.value(t, "label", str, "earlier", required=True)
+    tables = [("earlier", t)] if isinstance(t, dict) else list(enumerate(t))
+    if not tables:
+        raise r.fail("earlier", "is empty: name a publication (store, label) or leave it out")
+    for where, table in tables:
+        path = where if isinstance(where, str) else f"earlier[{where}]"
+        table = r.check_type(table, dict, path)
+        r.keys(table, {"store": str, "label": str}, path)
+        r.value(table, "store", str, path, required=True)
+        r.value(table, "label", str, path, required=True)
 
 
 def _check(r: _Reader, raw: dict) -> CheckSettings:
