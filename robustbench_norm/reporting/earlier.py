@@ -98,6 +98,12 @@ def budget_intro(budgets: list[BudgetComparison]) -> str:
     return f"Each claim {where} and in this run. " + " ".join(b.sentence() for b in budgets)
 
 
+def earlier_cell(budget: BudgetComparison, i: int, mark: str = "**") -> str:
+    """Row ``i``'s verdict and deciding comparison at ``budget`` (— where it made no such claim)."""
+    row = budget.rows[i].earlier
+    return "—" if row is None else f"{mark}{row.verdict}{mark}: {row.lead}"
+
+
 def changed_cell(budgets: list[BudgetComparison], i: int, mark: str = "**") -> str:
     """Row ``i``'s "changed" cell: against one earlier run, whether its verdict changed; against
     several, from which (a verdict can flip at one budget and hold at the next)."""

@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 
 from robustbench_norm.reporting.claims import Claim
-from robustbench_norm.reporting.earlier import changed_cell
+from robustbench_norm.reporting.earlier import changed_cell, earlier_cell
 from robustbench_norm.reporting.leaderboard import Table, display_parts
 
 STYLE = """
@@ -166,12 +166,7 @@ def _budget(budgets) -> str:
         return ""
     rows = []
     for i, row in enumerate(budgets[0].rows):
-        before = [
-            "—"
-            if b.rows[i].earlier is None
-            else f"{b.rows[i].earlier.verdict}: {b.rows[i].earlier.lead}"
-            for b in budgets
-        ]
+        before = [earlier_cell(b, i, mark="") for b in budgets]
         now = f"{row.now.verdict}: {row.now.lead}"
         rows.append((row.claim, *before, now, changed_cell(budgets, i, mark="")))
     headers = ("claim", *(b.label for b in budgets), "this run", "changed")

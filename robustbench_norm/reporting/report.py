@@ -30,6 +30,7 @@ from robustbench_norm.reporting.earlier import (
     budget_intro,
     changed_cell,
     compare_with_earlier,
+    earlier_cell,
 )
 from robustbench_norm.reporting.history import History
 from robustbench_norm.reporting.leaderboard import (
@@ -388,12 +389,7 @@ def _budget_markdown(budgets: list[BudgetComparison]) -> list[str]:
         "|---|" + "---|" * len(budgets) + "---|---|",
     ]
     for i, row in enumerate(budgets[0].rows):
-        before = " | ".join(
-            "—"
-            if b.rows[i].earlier is None
-            else f"**{b.rows[i].earlier.verdict}**: {b.rows[i].earlier.lead}"
-            for b in budgets
-        )
+        before = " | ".join(earlier_cell(b, i) for b in budgets)
         lines.append(
             f"| {row.claim} | {before} | **{row.now.verdict}**: {row.now.lead} | "
             f"{changed_cell(budgets, i)} |"
