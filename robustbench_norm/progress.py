@@ -1,14 +1,35 @@
 """One rule for progress: a bar on a terminal; in logs and CI a line at every milestone (an
 epoch, an evaluation family) and at least every half minute, with the elapsed time and an ETA;
-nothing with --quiet. A log that stays silent for ten minutes looks exactly like a hung job."""
+nothing with --quiet. A log that stays silent for ten minutes looks exactly like a hung job.
+
+Parallel jobs (``run --jobs N``) share one log, so while a job runs each of its lines starts
+with the job's title (:func:`job_lines`). On a terminal their bars would overwrite each other:
+there the workers stay silent and the suite's own bar shows the run."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: seconds between two progress lines when stderr is not a terminal
 LINE_EVERY = 30.0
+
+
+#: the title of the job this process works on, in front of its lines ("" outside a job)
+_job = ""
+
+
+@contextmanager
+def job_lines(title: str) -> Iterator[None]:
+    """Start every progress line this process prints with ``[title]`` while the block runs."""
+    global _job
+    before, _job = _job, f"[{title}] "
+    try:
+        yield
+    finally:
+        _job = before
 
 
 def progress_bar(total: int, desc: str, unit: str, quiet: bool = False, initial: int = 0):
@@ -32,7 +53,7 @@ def note(text: str, quiet: bool = False) -> None:
     """A one-off progress line for logs (a finished evaluation family); silent on a terminal,
     where bars already show the work, and when quiet."""
     if not quiet and not sys.stderr.isatty():
-        print(text, file=sys.stderr, flush=True)
+        print(f"{_job}{text.lstrip() if _job else text}", file=sys.stderr, flush=True)
 
 
 class _Silent:
@@ -86,9 +107,8 @@ class LineProgress(_Silent):
     def _line(self, now: float, label: str = "") -> None:
         self.shown = self.done
         elapsed = now - self.started
-        parts = [
-            f"{self.desc}: {label + ', ' if label else ''}{self.done}/{self.total} {self.unit}s"
-        ]
+        reached = f"{label}, " if label else ""
+        parts = [f"{_job}{self.desc}: {reached}{self.done}/{self.total} {self.unit}s"]
         if self.total:
             parts[0] += f" ({100 * self.done / self.total:.0f} %)"
         parts.append(f"{_clock(elapsed)} elapsed")

@@ -146,6 +146,21 @@ def test_progress_in_a_log_is_a_line_with_elapsed_time_and_an_eta(monkeypatch, c
     assert lines[2].startswith("resnet20/gnplus: epoch 1/2, 100/200 steps (50 %)")
 
 
+def test_a_jobs_lines_carry_its_title_and_only_while_it_runs(monkeypatch, capsys):
+    from robustbench_norm import progress
+
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False)
+    with progress.job_lines("resnet20/gn/bs8/seed3/none"):
+        progress.mark(progress.LineProgress(10, "resnet20/gn", "step"), "epoch 1/3")
+        progress.note("  evaluated noise (4 conditions) in 2 s")
+    progress.note("  after the job")
+    assert capsys.readouterr().err.splitlines() == [
+        "[resnet20/gn/bs8/seed3/none] resnet20/gn: epoch 1/3, 0/10 steps (0 %), 0:00 elapsed",
+        "[resnet20/gn/bs8/seed3/none] evaluated noise (4 conditions) in 2 s",
+        "  after the job",
+    ]
+
+
 def test_run_ends_with_the_headline_table(tmp_path, capsys):
     suite = tmp_path / "s.toml"
     suite.write_text(

@@ -598,6 +598,21 @@ def test_worker_processes_exit_when_the_parent_is_killed(tmp_path):
     assert not any(_alive(p) for p in workers)
 
 
+def test_parallel_jobs_in_one_log_say_which_job_each_line_is_about(tmp_path):
+    argv = cli("run", str(write_suite(tmp_path)), "--store", str(tmp_path / "s.sqlite"),
+               "--jobs", "2", "--workdir", str(tmp_path / "w"), "--threads", "1")  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)  # a log, not a tty
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    for norm in ("bn", "gnplus"):
+        for seed in (0, 1):
+            title = f"resnet20/{norm}/bs64/seed{seed}/none"
+            own = [line for line in lines if line.startswith(f"[{title}] ")]
+            assert own[0].startswith(f"[{title}] resnet20/{norm}: epoch 1/1, 6/6 steps (100 %)")
+            assert own[1].startswith(f"[{title}] evaluated noise (1 conditions) in ")
+            assert any(line.startswith(f"  {title}: done in ") for line in lines)
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

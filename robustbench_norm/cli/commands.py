@@ -129,11 +129,8 @@ def execute_suite(args: argparse.Namespace, suite):
 
     def report(job, outcome) -> None:
         if not args.quiet:
-            t = job.train
-            budget = f"/{t.images:,} images" if t.images else ""
             print(
-                f"  {t.model}/{job.label}/bs{t.batch_size}/seed{t.seed}/{job.regularizer}"
-                f"{budget}: {outcome.status} in {outcome.wall_seconds:.0f}s",
+                f"  {job.title}: {outcome.status} in {outcome.wall_seconds:.0f}s",
                 file=sys.stderr,
                 flush=True,
             )

@@ -16,6 +16,7 @@ with. Two processes running the same suite into one store share the work through
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from robustbench_norm.norms.registry import BUILTIN, layer_identity, layer_origi
 from robustbench_norm.perturb.attacks import AttackSpec
 from robustbench_norm.perturb.corruptions import CorruptionCache
 from robustbench_norm.plugins import load_plugins
-from robustbench_norm.progress import note, progress_bar
+from robustbench_norm.progress import job_lines, note, progress_bar
 from robustbench_norm.provenance import provenance
 from robustbench_norm.specs import RUNNING, code_files
 from robustbench_norm.suites.job_claims import JobClaims
@@ -81,6 +82,11 @@ class RunSummary:
 def execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
     """Train one job (or reuse its checkpoint) and run every evaluation. Never raises for a
     problem inside the job: it comes back as status "failed" with the error text."""
+    with job_lines(job.title):
+        return _execute_job(job, settings)
+
+
+def _execute_job(job: JobSpec, settings: RunSettings) -> JobOutcome:
     if settings.threads:
         torch.set_num_threads(settings.threads)
     started = time.perf_counter()
@@ -362,11 +368,10 @@ def run_suite(
             store.record(job_id, outcome)
             claims.release(job.key)
             summary.executed += 1
-            tag = f"{job.train.model}/{job.label}/bs{job.train.batch_size}/seed{job.train.seed}"
             if outcome.status == "failed":
-                summary.failed.append(f"{tag}: {outcome.error.strip().splitlines()[-1]}")
+                summary.failed.append(f"{job.title}: {outcome.error.strip().splitlines()[-1]}")
             elif outcome.status == "diverged":
-                summary.diverged.append(tag)
+                summary.diverged.append(job.title)
             bar.update(weights[job.key])
             if on_job is not None:
                 on_job(job, outcome)
@@ -477,8 +482,9 @@ def _backend(executor, settings, jobs, ray_address, ray_cpus, ray_gpus):
     if executor == "ray":
         quiet = replace(settings, quiet=True)
         return RayBackend(execute_job, quiet, ray_address, ray_cpus, ray_gpus)
-    if jobs > 1:
-        return ProcessPool(execute_job, replace(settings, quiet=True), jobs)
+    if jobs > 1:  # in a log each worker's lines carry its job's title; on a terminal, silent
+        quiet = settings.quiet or sys.stderr.isatty()
+        return ProcessPool(execute_job, replace(settings, quiet=quiet), jobs)
     return InProcess(execute_job, settings)
 
 

@@ -104,6 +104,14 @@ class JobSpec:
     def regularizer(self) -> str:
         return regularizer_label(self.train)
 
+    @property
+    def title(self) -> str:
+        """The job as logs name it, e.g. ``resnet20/bn/bs8/seed16/none/1,048,576 images``:
+        every label that tells it from the suite's other jobs."""
+        t = self.train
+        budget = f"/{t.images:,} images" if t.images else ""
+        return f"{t.model}/{self.label}/bs{t.batch_size}/seed{t.seed}/{self.regularizer}{budget}"
+
     def labels(self) -> dict[str, Any]:
         return {
             "model": self.train.model,
